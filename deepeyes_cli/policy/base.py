@@ -1,0 +1,59 @@
+"""The Policy contract: given a batch of conversations and sampling parameters with stop
+strings, return completions. Nothing else in the loop knows which backend it is."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from PIL.Image import Image
+
+FinishReason = Literal["stop", "length", "error"]
+
+
+@dataclass
+class SamplingParams:
+    max_tokens: int = 8192
+    temperature: float = 0.0
+    top_p: float = 1.0
+    stop: list[str] = field(default_factory=list)
+    include_stop_str_in_output: bool = True
+    seed: int | None = None
+
+
+@dataclass
+class ChatMessage:
+    """A message ready for a backend: text and PIL images interleaved, in order."""
+
+    role: Literal["system", "user", "assistant"]
+    content: list[str | Image]
+
+
+@dataclass
+class Conversation:
+    messages: list[ChatMessage]
+    # Text the next assistant turn starts with (the protocol prefills "<think>" after a tool result).
+    assistant_prefix: str = ""
+
+
+@dataclass
+class Completion:
+    text: str
+    finish_reason: FinishReason
+    stop_reason: str | None = None  # the stop string that ended generation, if any
+    token_ids: list[int] | None = None  # as generated, never re-tokenized from text
+    logprobs: list[float] | None = None
+    prompt_tokens: int | None = None
+    error: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Policy(Protocol):
+    name: str
+
+    async def generate(self, conversations: Sequence[Conversation], params: SamplingParams) -> list[Completion]: ...
+
+    async def aclose(self) -> None: ...

@@ -1,0 +1,75 @@
+"""`sft:` and `rl:` sections. Defaults are the original DeepEyesV2-7B hyperparameters.
+
+SFT: LLaMA-Factory full fine-tune, ZeRO-3, lr 1e-5 cosine with 10 % warm-up, 3 epochs,
+batch 1 x grad-accum 4 per device, cutoff 20480 tokens, images <= 512x512 px, vision tower
+and projector frozen. RL: GRPO, 16 rollouts per prompt, 256 prompts per step, mini-batch 32,
+lr 1e-6 constant, clip 0.2/0.2 with dual-clip 3.0, token-mean loss, no KL, prompt 8192 +
+response 16384 tokens, 9 generation rounds.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from deepeyes_cli.recipe.base import Section
+
+
+class SFTConfig(Section):
+    datasets: list[str] = Field(default_factory=list, description="JSON/JSONL/parquet files or directories.")
+    learning_rate: float = Field(1e-5, gt=0)
+    lr_scheduler: Literal["cosine", "linear", "constant", "constant_with_warmup"] = "cosine"
+    warmup_ratio: float = Field(0.1, ge=0, le=1)
+    weight_decay: float = Field(0.0, ge=0)
+    epochs: float = Field(3.0, gt=0)
+    per_device_batch_size: int = Field(1, ge=1)
+    gradient_accumulation_steps: int = Field(4, ge=1)
+    cutoff_len: int = Field(20480, ge=128, description="Max tokens per sample; longer samples are dropped.")
+    image_max_pixels: int = Field(262144, ge=784)
+    freeze_vision_tower: bool = True
+    freeze_projector: bool = True
+    max_samples: int | None = Field(100000, ge=1)
+    save_steps: int = Field(500, ge=1)
+    logging_steps: int = Field(10, ge=1)
+    max_grad_norm: float = Field(1.0, gt=0)
+
+
+class RolloutConfig(Section):
+    engine: Literal["vllm", "transformers"] = "vllm"
+    tensor_parallel_size: int = Field(1, ge=1)
+    gpu_memory_utilization: float = Field(0.6, gt=0, le=1)
+    max_num_batched_tokens: int = Field(32768, ge=1)
+    max_model_len: int = Field(32768, ge=1)
+    enable_prefix_caching: bool = True
+    enable_chunked_prefill: bool = False
+    enforce_eager: bool = False
+    max_images_per_prompt: int = Field(50, ge=1)
+
+
+class RLConfig(Section):
+    datasets: list[str] = Field(default_factory=list, description="RL parquet/JSONL files.")
+    algorithm: Literal["grpo"] = "grpo"
+    rollouts_per_prompt: int = Field(16, ge=1)
+    temperature: float = Field(1.0, ge=0)
+    top_p: float = Field(1.0, gt=0, le=1)
+    train_batch_size: int = Field(256, ge=1, description="Prompts per RL step.")
+    ppo_mini_batch_size: int = Field(32, ge=1, description="Prompts per optimizer update.")
+    micro_batch_size_per_gpu: int = Field(1, ge=1)
+    ppo_epochs: int = Field(1, ge=1)
+    learning_rate: float = Field(1e-6, gt=0)
+    warmup_steps: int = Field(0, ge=0)
+    weight_decay: float = Field(0.01, ge=0)
+    max_grad_norm: float = Field(1.0, gt=0)
+    clip_ratio_low: float = Field(0.2, ge=0)
+    clip_ratio_high: float = Field(0.2, ge=0)
+    dual_clip_c: float = Field(3.0, ge=1)
+    loss_agg_mode: Literal["token-mean", "seq-mean-token-sum", "seq-mean-token-mean"] = "token-mean"
+    entropy_coeff: float = 0.0
+    kl_coef: float = Field(0.0, ge=0, description="0 disables the reference policy entirely.")
+    max_prompt_length: int = Field(8192, ge=1)
+    max_response_length: int = Field(16384, ge=1, description="All turns, tool observations included.")
+    total_epochs: int = Field(32, ge=1)
+    save_freq: int = Field(4, ge=1)
+    test_freq: int = Field(4, ge=1)
+    rollout: RolloutConfig = Field(default_factory=RolloutConfig)
