@@ -87,6 +87,11 @@ Part = Annotated[TextPart | ImagePart, Field(discriminator="type")]
 
 
 class Message(_Record):
+    """One chat message. An assistant message holds the whole assistant turn as the model's
+    context saw it, prefilled text included (the ``<think>`` the protocol prefills after a tool
+    result) and the stop string that ended it (``</code>``, ``</tool_call>``). Tool results are
+    user messages, framed by the protocol."""
+
     role: Literal["system", "user", "assistant"]
     content: list[Part]
 
