@@ -149,9 +149,9 @@ class _ImageSource:
             return self.zip.read(member) if member else None
         p = Path(recorded)
         candidates = [p] if p.is_absolute() else [self.base / p]
-        if self.root is not None:
-            candidates += [self.root / p.relative_to(p.anchor) if p.is_absolute() else self.root / p,
-                           self.root / p.name]
+        if self.root is not None:  # a path recorded on another machine: try its tails under the root
+            parts = p.parts[1:] if p.is_absolute() else p.parts
+            candidates += [self.root.joinpath(*parts[i:]) for i in range(len(parts))]
         for c in candidates:
             if c.is_file():
                 return c.read_bytes()
