@@ -165,8 +165,8 @@ def serve(
     if stage is None:
         return
 
-    def ready(service: Any) -> None:
-        err_console.print(f"search server on http://{host}:{port} · backend {service.config.backend} · "
+    def ready(service: Any, bound_port: int) -> None:
+        err_console.print(f"search server on http://{host}:{bound_port} · backend {service.config.backend} · "
                           f"mode {service.config.mode} · cache {service.cache.path}", highlight=False, markup=False)
 
     summary = run_server(stage.recipe.search, stage.recipe.run.cache_dir, host, port, token,

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import re
+import signal
+import socket
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -96,13 +101,47 @@ def serve(config: SearchConfig, cache_dir: str | None, host: str, port: int, tok
     from deepeyes_cli.search.service import SearchService
 
     check_bind(host, token)
+    # Bind here rather than in uvicorn so that --port 0 works: the kernel picks, we report it.
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError as e:
+        sock.close()
+        raise SearchError(f"cannot listen on {host}:{port}: {e.strerror}", hint="pick another --port") from e
     service = SearchService(config.model_copy(update={"url": None}), cache_dir=cache_dir, run_id=run_id)
     try:
-        server = uvicorn.Server(uvicorn.Config(create_app(service, token), host=host, port=port,
-                                               log_level="warning", access_log=False))
+        server = uvicorn.Server(uvicorn.Config(create_app(service, token), log_level="warning", access_log=False))
         if on_ready is not None:
-            on_ready(service)
-        server.run()
+            on_ready(service, sock.getsockname()[1])
+        with _stop_signals_raise():
+            try:
+                server.run(sockets=[sock])
+            except (KeyboardInterrupt, _Stopped):
+                pass  # uvicorn already shut down gracefully; it re-raises the signal it caught
         return service.summary()
     finally:
         service.close()
+        sock.close()
+
+
+class _Stopped(Exception):
+    pass
+
+
+@contextlib.contextmanager
+def _stop_signals_raise() -> Iterator[None]:
+    """Make SIGTERM (like Ctrl-C) end the server with an exception, so the summary is still written."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: object) -> None:
+        raise _Stopped()
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

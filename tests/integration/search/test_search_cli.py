@@ -115,3 +115,35 @@ def test_usage_errors(cli, tmp_path: Path) -> None:
     assert exposed.returncode == 1 and "without a token" in exposed.stderr
     plan = _ok(cli("search", "serve", "-r", "tiny", "--port", "0", "--dry-run"))
     assert "serve search (local, live) on http://127.0.0.1:0" in plan
+
+
+def test_serve_subprocess_answers_a_remote_client(tmp_path: Path) -> None:
+    import os
+    import re
+    import signal
+    import subprocess
+    import sys
+
+    from deepeyes_cli.search.config import SearchConfig
+    from deepeyes_cli.search.remote import RemoteSearch
+
+    env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1", "DEEPEYES_SEARCH_TOKEN": "tok"}
+    proc = subprocess.Popen([sys.executable, "-m", "deepeyes_cli", "search", "serve", "-r", "tiny", "--port", "0",
+                             f"search.cache.path={tmp_path / 'c.sqlite'}"], cwd=tmp_path, env=env,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline()
+        match = re.search(r"http://127\.0\.0\.1:(\d+)", line)
+        assert match, line
+        client = RemoteSearch(SearchConfig(url=match.group(0), token="tok"))
+        out = client.search_text("Statue of Liberty")
+        assert out.hits[0].title == "Statue of Liberty" and out.backend == "local"
+        client.close()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    (run,) = (tmp_path / "runs").iterdir()
+    assert json.loads((run / "search_summary.json").read_text())["calls"] == 1

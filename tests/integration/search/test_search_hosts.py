@@ -57,7 +57,7 @@ def test_image_search_through_s3(s3_endpoint: str, fake: FakeSerpAPI, config_for
     config = config_for(fake, image_host="s3", s3={"bucket": "lens", "endpoint_url": s3_endpoint})
     outcome = SearchService(config).search_image(Image.new("RGB", (300, 200), (200, 100, 0)))
     assert len(outcome.images) == 5 and not fake.uploads
-    lens = [r for r in fake.requests if r["engine"] == "google_lens"][0]
+    lens = next(r for r in fake.requests if r["engine"] == "google_lens")
     assert lens["url"].startswith(s3_endpoint) and "image_id" not in lens
     published = Image.open(io.BytesIO(httpx.get(lens["url"]).content))
     assert published.format == "JPEG" and published.size == (300, 200)

@@ -25,7 +25,7 @@ TOPICS = ["volcano lava eruption magma", "violin orchestra symphony concerto", "
 
 def _corpus(path: Path, n: int = 60, seed: int = 0) -> list[dict]:
     rng = random.Random(seed)
-    filler = "the of and a in to is was for on with as by at from".split()
+    filler = ["the", "of", "and", "a", "in", "to", "is", "was", "for", "on", "with", "as", "by", "at", "from"]
     docs = []
     for i in range(n):
         topic = TOPICS[i % len(TOPICS)].split()
