@@ -56,13 +56,17 @@ def api_key() -> str:
 
 
 def scrub(data: Any, secret: str) -> Any:
-    """Drop ``api_key`` fields and any occurrence of the key (SerpAPI echoes request parameters)."""
+    """Drop ``api_key`` fields and hide the key wherever else it appears (SerpAPI echoes request parameters).
+
+    A bare occurrence is replaced only for keys of real length (SerpAPI's are 64 characters):
+    replacing a short test key everywhere would mangle unrelated text."""
     if isinstance(data, dict):
         return {k: scrub(v, secret) for k, v in data.items() if k != "api_key"}
     if isinstance(data, list):
         return [scrub(v, secret) for v in data]
     if isinstance(data, str) and secret and secret in data:
-        return data.replace(secret, "***")
+        data = data.replace(f"api_key={secret}", "api_key=***")
+        return data.replace(secret, "***") if len(secret) >= 16 else data
     return data
 
 

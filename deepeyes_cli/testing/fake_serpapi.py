@@ -13,6 +13,9 @@ slows every search. ``calls`` counts searches by engine; ``requests`` keeps thei
 
     with FakeSerpAPI(faults=["429"]) as fake:
         recipe.search.serpapi.base_url = fake.url
+
+From a shell (the demo): ``python -m deepeyes_cli.testing.fake_serpapi`` prints its URL, then
+``SERPAPI_API_KEY=x deepeyes search text "q" -r 7b search.serpapi.base_url=URL``.
 """
 
 # No `from __future__ import annotations`: FastAPI reads the route annotations at runtime.
@@ -185,3 +188,20 @@ class FakeSerpAPI:
             return Response(thumbnail_jpeg(n), media_type="image/jpeg")
 
         return app
+
+
+def main() -> None:
+    """``python -m deepeyes_cli.testing.fake_serpapi``: run the fake until Ctrl-C (for demos), print its URL."""
+    import time
+
+    with FakeSerpAPI() as fake:
+        print(fake.url, flush=True)
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
+
+
+if __name__ == "__main__":
+    main()

@@ -48,3 +48,8 @@ def test_scrub_removes_the_key_everywhere() -> None:
            "links": ["https://serpapi.com/search?api_key=sk-123456&q=x"], "n": 3}
     clean = scrub(raw, "sk-123456")
     assert "sk-123456" not in repr(clean) and clean["n"] == 3 and "api_key" not in clean["search_parameters"]
+
+
+def test_scrub_leaves_text_alone_for_a_short_test_key() -> None:
+    raw = {"search_parameters": {"api_key": "x"}, "link": "https://example.org/?api_key=x&q=1"}
+    assert scrub(raw, "x") == {"search_parameters": {}, "link": "https://example.org/?api_key=***&q=1"}
