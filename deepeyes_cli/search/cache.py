@@ -89,11 +89,16 @@ class SearchCache:
         self._pid = os.getpid()
         conn = self._conn()
         statements = [s for s in SCHEMA.split(";") if s.strip()]
-        have = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
-        if not set(_SCHEMA_NAMES) <= have:  # a new file (or an older schema): create what is missing
-            with self._write(conn):
-                for stmt in statements:
-                    conn.execute(stmt)
+        try:
+            have = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+            if not set(_SCHEMA_NAMES) <= have:  # a new file (or an older schema): create what is missing
+                with self._write(conn):
+                    for stmt in statements:
+                        conn.execute(stmt)
+        except sqlite3.Error as e:
+            self.close()
+            raise SearchError(f"{self.path} is not a usable search cache: {e}",
+                              hint="move it away, or point search.cache.path at another file") from e
 
     # ------------------------------------------------------------------ connections
 

@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from importlib import resources
 from pathlib import Path
@@ -142,7 +143,12 @@ def resolve_text_index(spec: str, cache_dir: Path, progress: Progress | None = N
                           hint="point it at a JSONL corpus or at a directory from `deepeyes search index`")
     target = cache_dir / "indexes" / _file_sha256(path)[:24]
     if not (target / META_FILE).is_file():
-        build_text_index(path, target, progress)
+        from filelock import FileLock
+
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(target) + ".lock"):  # workers starting together index the corpus once
+            if not (target / META_FILE).is_file():
+                build_text_index(path, target, progress)
     return target
 
 
@@ -202,13 +208,20 @@ def build_image_index(folder: str | Path, out: str | Path | None = None,
 
 
 class LocalImageIndex:
-    def __init__(self, folder: str | Path, max_distance: int = 20) -> None:
+    """Reads ``index_path`` (default: the one ``deepeyes search index FOLDER`` wrote), building it if missing.
+    An existing index is not refreshed: re-run ``deepeyes search index FOLDER`` after adding images."""
+
+    def __init__(self, folder: str | Path, max_distance: int = 20, index_path: Path | None = None) -> None:
         import numpy as np
+        from filelock import FileLock
 
         self.folder = Path(folder).expanduser()
-        index_path = self.folder / IMAGE_INDEX_FILE
+        index_path = index_path or self.folder / IMAGE_INDEX_FILE
         if not index_path.is_file():
-            build_image_index(self.folder, index_path)
+            index_path.parent.mkdir(parents=True, exist_ok=True)
+            with FileLock(str(index_path) + ".lock"):
+                if not index_path.is_file():
+                    build_image_index(self.folder, index_path)
         self.entries = json.loads(index_path.read_text())["images"]
         self.hashes = np.array([int(e["phash"], 16) for e in self.entries], dtype=np.uint64)
         self.max_distance = max_distance
@@ -239,8 +252,13 @@ class LocalBackend:
         self.cache_dir = cache_dir
         self._text: LocalTextIndex | None = None
         self._images: LocalImageIndex | None = None
+        self._lock = threading.Lock()
 
     def text_index(self) -> LocalTextIndex:
+        with self._lock:
+            return self._load_text()
+
+    def _load_text(self) -> LocalTextIndex:
         if self._text is None:
             if not self.config.local.corpus:
                 raise SearchError("search.backend is local but search.local.corpus is not set",
@@ -249,11 +267,20 @@ class LocalBackend:
         return self._text
 
     def image_index(self) -> LocalImageIndex:
+        with self._lock:
+            return self._load_images()
+
+    def _load_images(self) -> LocalImageIndex:
         if self._images is None:
             if not self.config.local.image_dir:
                 raise SearchError("no local image collection is configured",
                                   hint="set search.local.image_dir to a folder of images")
-            self._images = LocalImageIndex(self.config.local.image_dir, self.config.local.max_distance)
+            folder = Path(self.config.local.image_dir).expanduser()
+            index_path = folder / IMAGE_INDEX_FILE
+            if not index_path.is_file():  # never write into the user's collection unasked: index into the cache dir
+                digest = hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:16]
+                index_path = self.cache_dir / "indexes" / f"phash-{digest}.json"
+            self._images = LocalImageIndex(folder, self.config.local.max_distance, index_path)
         return self._images
 
     def params(self, kind: str) -> dict[str, Any]:

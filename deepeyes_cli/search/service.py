@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import sqlite3
 import threading
 import time
 import uuid
@@ -191,7 +192,11 @@ class SearchService:
                  image: Image | None = None) -> SearchOutcome:
         start = time.perf_counter()
         try:
-            answer, status = self._answer(req, run_id, image)
+            try:
+                answer, status = self._answer(req, run_id, image)
+            except sqlite3.Error as e:
+                raise SearchError(f"search cache {self.cache.path} failed: {e}",
+                                  hint="`deepeyes search cache stats` checks it; another process may hold it") from e
         except BudgetSpent:
             self._count(calls=1, errors=1, budget_refusals=1)
             raise
@@ -206,10 +211,10 @@ class SearchService:
 
     def _answer(self, req: SearchRequest, run_id: str | None, image: Image | None) -> tuple[_Answer, str]:
         mode, use_cache = self.config.mode, self.config.cache.enabled
-        if self.backend is None and mode != "replay":
+        if self.backend is None:
             raise SearchError("search is turned off (search.backend: none)",
-                              hint="set search.backend to serpapi or local")
-        req.params = self.backend.params(req.kind) if self.backend is not None else {}
+                              hint="set search.backend to serpapi or local (replay needs the backend that recorded)")
+        req.params = self.backend.params(req.kind)
         key = req.key
         if use_cache and mode != "refresh":
             for k in (key, sample_cache_key(req.sample_index) if req.sample_index else None):

@@ -149,13 +149,13 @@ def _sample_index(sample: dict[str, Any]) -> str | None:
 def build_search_tools(recipe: Any) -> list[Tool]:
     """``search`` and ``image_search`` for a recipe (a ``Recipe`` or a ``ResolvedRecipe``).
 
-    Returns no tools when search is off (``search.backend: none`` outside replay, no ``search.url``).
+    Returns no tools when search is off (``search.backend: none`` and no ``search.url``).
     Both tools share one searcher: ``search_summary(tools)`` gives the run counters and
     ``close_search_tools(tools)`` records them and closes the cache.
     """
     recipe = getattr(recipe, "recipe", recipe)
     config = recipe.search
-    if config.backend == "none" and config.mode != "replay" and not config.url:
+    if config.backend == "none" and not config.url:
         return []
     handle = SearchHandle(config, recipe.run.cache_dir)
     return [SearchTool(handle), ImageSearchTool(handle)]

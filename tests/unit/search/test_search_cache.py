@@ -165,3 +165,12 @@ def test_run_stats_add_up_across_writers(tmp_path: Path) -> None:
     cache.add_run_stats("r", {"calls": 2, "hits": 1})
     SearchCache(tmp_path / "c.sqlite").add_run_stats("r", {"calls": 3})
     assert cache.run_stats("r") == {"r": {"calls": 5.0, "hits": 1.0}}
+
+
+def test_a_file_that_is_not_a_cache_is_a_clear_error(tmp_path: Path) -> None:
+    from deepeyes_cli.errors import SearchError
+
+    junk = tmp_path / "junk.sqlite"
+    junk.write_bytes(b"this is not sqlite at all" * 100)
+    with pytest.raises(SearchError, match="not a usable search cache|cannot open search cache"):
+        SearchCache(junk)
