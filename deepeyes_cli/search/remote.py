@@ -2,24 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import functools
-import threading
-from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from deepeyes_cli.errors import SearchError
 from deepeyes_cli.search.budget import default_run_id
 from deepeyes_cli.search.config import SearchConfig
+from deepeyes_cli.search.searcher import Searcher
 from deepeyes_cli.search.types import SearchOutcome
 
 if TYPE_CHECKING:
     from PIL.Image import Image
 
 
-class RemoteSearch:
+class RemoteSearch(Searcher):
     def __init__(self, config: SearchConfig, run_id: str | None = None) -> None:
         import httpx
 
@@ -30,9 +26,7 @@ class RemoteSearch:
         headers = {"Authorization": f"Bearer {config.token}"} if config.token else {}
         # The server may wait on SerpAPI retries and on other workers' identical searches.
         self._http = httpx.Client(headers=headers, timeout=httpx.Timeout(config.cache.lease_s + 30, connect=10))
-        self.executor = ThreadPoolExecutor(max_workers=config.max_concurrency, thread_name_prefix="search-remote")
-        self._lock = threading.Lock()
-        self._stats: Counter[str] = Counter()
+        super().__init__(config.max_concurrency, "search-remote")
 
     def _post(self, path: str, body: dict[str, Any]) -> SearchOutcome:
         import httpx
@@ -56,10 +50,6 @@ class RemoteSearch:
             {"hit": "hits", "miss": "misses", "refresh": "refreshed"}.get(outcome.cache, outcome.cache): 1})
         return outcome
 
-    def _count(self, **deltas: float) -> None:
-        with self._lock:
-            self._stats.update(deltas)
-
     def search_text(self, query: str, top_k: int | None = None) -> SearchOutcome:
         return self._post("/v1/search/text", {"query": query, "top_k": top_k})
 
@@ -69,28 +59,12 @@ class RemoteSearch:
         data = base64.b64encode(png_bytes(to_rgb(image))).decode()
         return self._post("/v1/search/image", {"image": data, "top_k": top_k, "sample_index": sample_index})
 
-    async def asearch_text(self, query: str, top_k: int | None = None) -> SearchOutcome:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.executor, functools.partial(self.search_text, query, top_k))
-
-    async def asearch_image(self, image: Image, top_k: int | None = None,
-                            sample_index: str | None = None) -> SearchOutcome:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.executor,
-                                          functools.partial(self.search_image, image, top_k, sample_index))
-
     def summary(self) -> dict[str, Any]:
-        with self._lock:
-            s = dict(self._stats)
-        out: dict[str, Any] = {"run_id": self.run_id, "backend": f"remote {self.url}", "mode": "server"}
-        for name in ("calls", "hits", "misses", "shared", "refreshed", "fallback", "errors", "upstream_calls"):
-            out[name] = int(s.get(name, 0))
-        out["cost"] = float(s.get("cost", 0.0))
-        return out
+        return self._summary(f"remote {self.url}", "server")
 
     def flush_stats(self) -> None:
         """The server keeps the run counters."""
 
     def close(self) -> None:
-        self.executor.shutdown(wait=False, cancel_futures=True)
+        super().close()
         self._http.close()

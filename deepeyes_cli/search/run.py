@@ -15,7 +15,8 @@ from typing import Any
 from deepeyes_cli.errors import InputError, SearchError
 from deepeyes_cli.search.cache import SearchCache
 from deepeyes_cli.search.config import SearchConfig
-from deepeyes_cli.search.local import Progress, build_image_index, build_text_index
+from deepeyes_cli.search.image_index import build_image_index
+from deepeyes_cli.search.local import Progress, build_text_index
 from deepeyes_cli.search.types import SearchOutcome
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")

@@ -17,8 +17,6 @@ in-process guarantee holds.
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import logging
 import sqlite3
 import threading
@@ -26,7 +24,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -36,6 +34,7 @@ from deepeyes_cli.search.budget import Budget, BudgetSpent, default_run_id
 from deepeyes_cli.search.cache import CacheEntry, SearchCache
 from deepeyes_cli.search.config import SearchConfig
 from deepeyes_cli.search.format import format_image_results, format_text_results
+from deepeyes_cli.search.searcher import Searcher
 from deepeyes_cli.search.types import (
     SearchOutcome,
     SearchRequest,
@@ -110,7 +109,7 @@ def make_backend(name: str, config: SearchConfig, cache_dir: Path) -> Any:
     return None
 
 
-class SearchService:
+class SearchService(Searcher):
     def __init__(self, config: SearchConfig, cache_dir: str | Path | None = None, run_id: str | None = None) -> None:
         self.config = config
         self.cache = SearchCache(default_cache_path(config, cache_dir))
@@ -118,48 +117,30 @@ class SearchService:
         self.budget = Budget(self.cache, config.budget, self.run_id)
         self.backend = make_backend(config.backend, config, self.cache.path.parent)
         self.fallback = make_backend(config.fallback, config, self.cache.path.parent)
-        self.executor = ThreadPoolExecutor(max_workers=config.max_concurrency, thread_name_prefix="search")
+        super().__init__(config.max_concurrency, "search")
         self._flight = SingleFlight()
-        self._lock = threading.Lock()
-        self._stats: Counter[str] = Counter()
         self._unflushed: Counter[str] = Counter()
         self._flushed_at = time.monotonic()
 
     # ------------------------------------------------------------------ public API
 
-    def search_text(self, query: str, top_k: int | None = None, run_id: str | None = None) -> SearchOutcome:
+    def search_text(self, query: str, top_k: int | None = None,
+                    run_id: str | None = None) -> SearchOutcome:
         if not isinstance(query, str) or not normalize_query(query):
             raise SearchError("the query is empty", hint='call search with {"query": "<words to search for>"}')
         return self._resolve(SearchRequest("text", self._backend_name(), query=query), top_k, run_id)
 
-    def search_image(self, image: Image, top_k: int | None = None, sample_index: str | None = None,
-                     run_id: str | None = None) -> SearchOutcome:
+    def search_image(self, image: Image, top_k: int | None = None,
+                     sample_index: str | None = None, run_id: str | None = None) -> SearchOutcome:
         from deepeyes_cli.search.images import to_rgb
 
         rgb = to_rgb(image)
         req = SearchRequest("image", self._backend_name(), image_sha256=image_sha256(rgb), sample_index=sample_index)
         return self._resolve(req, top_k, run_id, rgb)
 
-    async def asearch_text(self, query: str, top_k: int | None = None) -> SearchOutcome:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.executor, functools.partial(self.search_text, query, top_k))
-
-    async def asearch_image(self, image: Image, top_k: int | None = None,
-                            sample_index: str | None = None) -> SearchOutcome:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.executor,
-                                          functools.partial(self.search_image, image, top_k, sample_index))
-
     def summary(self) -> dict[str, Any]:
         """Counters of this process for the run summary (``cache stats --run`` sums all processes)."""
-        with self._lock:
-            s = dict(self._stats)
-        out: dict[str, Any] = {"run_id": self.run_id, "backend": self.config.backend, "mode": self.config.mode}
-        for name in ("calls", "hits", "misses", "shared", "refreshed", "fallback", "errors", "budget_refusals",
-                     "upstream_calls"):
-            out[name] = int(s.get(name, 0))
-        out["cost"] = float(s.get("cost", 0.0))
-        return out
+        return self._summary(self.config.backend, self.config.mode)
 
     def flush_stats(self) -> None:
         with self._lock:
@@ -172,7 +153,7 @@ class SearchService:
 
     def close(self) -> None:
         self.flush_stats()
-        self.executor.shutdown(wait=False, cancel_futures=True)
+        super().close()
         self.cache.close()
 
     # ------------------------------------------------------------------ internals

@@ -24,7 +24,7 @@ import os
 import tempfile
 import time
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
@@ -32,7 +32,7 @@ from deepeyes_cli.errors import InputError
 from deepeyes_cli.search.cache import CacheEntry, SearchCache
 from deepeyes_cli.search.format import format_image_results
 from deepeyes_cli.search.images import normalize_thumbnail
-from deepeyes_cli.search.types import Hit, cache_key, sha256_bytes
+from deepeyes_cli.search.types import Hit, cache_key, iter_jsonl, sha256_bytes
 
 FORMAT = "deepeyes-search-cache"
 Progress = Callable[[int], None]  # answers done so far
@@ -83,25 +83,11 @@ def sniff_format(path: Path) -> str:
     return "jsonl" if isinstance(row, dict) and ("kind" in row or row.get("format") == FORMAT) else "original"
 
 
-def _read_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except ValueError as e:
-                raise InputError(f"{path}:{n}: not JSON ({e.args[0]})", hint="one JSON object per line") from e
-            if not isinstance(row, dict):
-                raise InputError(f"{path}:{n}: expected a JSON object")
-            yield n, row
-
-
 def import_jsonl(cache: SearchCache, path: str | Path, overwrite: bool = False,
                  progress: Progress | None = None) -> dict[str, int]:
     path = Path(path)
     counts = {"imported": 0, "skipped": 0}
-    for n, row in _read_rows(path):
+    for n, row in iter_jsonl(path):
         missing = [f for f in ("backend", "kind", "subject", "hits") if f not in row]
         if missing or row.get("kind") not in ("text", "image") or not isinstance(row.get("hits"), list):
             raise InputError(f"{path}:{n}: not a search cache answer (missing {', '.join(missing) or 'valid kind'})",

@@ -10,14 +10,8 @@ import pytest
 from PIL import Image, ImageDraw, ImageFilter
 
 from deepeyes_cli.errors import InputError
-from deepeyes_cli.search.local import (
-    IMAGE_INDEX_FILE,
-    LocalImageIndex,
-    LocalTextIndex,
-    build_image_index,
-    build_text_index,
-    resolve_text_index,
-)
+from deepeyes_cli.search.image_index import IMAGE_INDEX_FILE, LocalImageIndex, build_image_index
+from deepeyes_cli.search.local import LocalTextIndex, build_text_index, resolve_text_index
 
 TOPICS = ["volcano lava eruption magma", "violin orchestra symphony concerto", "glacier ice arctic melting",
           "rocket launch orbit satellite", "bakery bread sourdough flour", "chess opening gambit endgame"]
