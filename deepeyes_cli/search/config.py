@@ -62,7 +62,8 @@ class LocalConfig(Section):
 
 class CacheConfig(Section):
     path: str | None = Field(None, description="SQLite file; default <run.cache_dir>/search/cache.sqlite.")
-    enabled: bool = True
+    enabled: bool = Field(True, description="false: never read or record answers (the file still holds the "
+                                            "budget ledger and the in-flight leases).")
     lease_s: float = Field(120.0, gt=0, description="How long one worker may hold a miss before another takes over.")
 
 

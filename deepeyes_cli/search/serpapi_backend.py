@@ -130,7 +130,7 @@ class SerpapiBackend:
                 if attempt >= self.sc.retries:
                     raise SearchError(f"{what}: {e.reason}" + (f" (after {attempt + 1} attempts)" if attempt else ""),
                                       hint="SerpAPI or the network is failing; retry later") from e
-                delay = min(self.sc.max_backoff_s, self.sc.backoff_s * 2 ** attempt) * random.uniform(0.5, 1.5)
+                delay = min(self.sc.max_backoff_s, self.sc.backoff_s * 2 ** attempt * random.uniform(0.5, 1.5))
                 if e.retry_after is not None:
                     delay = max(delay, min(e.retry_after, self.sc.max_backoff_s))
                 log.info("%s: %s; retry %d/%d in %.2f s", what, e.reason, attempt + 1, self.sc.retries, delay)
