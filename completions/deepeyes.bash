@@ -4,12 +4,12 @@ _deepeyes() {
   local path="deepeyes" i
   for ((i = 1; i < COMP_CWORD; i++)); do
     case "$path ${COMP_WORDS[i]}" in
-      "deepeyes completions"|"deepeyes model"|"deepeyes recipes"|"deepeyes completions show"|"deepeyes completions write"|"deepeyes model build-tiny"|"deepeyes model check"|"deepeyes recipes cp"|"deepeyes recipes ls"|"deepeyes recipes show"|"deepeyes recipes validate") path="$path ${COMP_WORDS[i]}" ;;
+      "deepeyes completions"|"deepeyes model"|"deepeyes recipes"|"deepeyes search"|"deepeyes completions show"|"deepeyes completions write"|"deepeyes model build-tiny"|"deepeyes model check"|"deepeyes recipes cp"|"deepeyes recipes ls"|"deepeyes recipes show"|"deepeyes recipes validate"|"deepeyes search cache"|"deepeyes search image"|"deepeyes search index"|"deepeyes search serve"|"deepeyes search text"|"deepeyes search cache export"|"deepeyes search cache import"|"deepeyes search cache prune"|"deepeyes search cache stats") path="$path ${COMP_WORDS[i]}" ;;
     esac
   done
   local cmds="" opts="" recipe_opts=""
   case "$path" in
-    "deepeyes") cmds="completions model recipes"; opts="--version -V --debug --help -h"; recipe_opts="" ;;
+    "deepeyes") cmds="completions model recipes search"; opts="--version -V --debug --help -h"; recipe_opts="" ;;
     "deepeyes completions") cmds="show write"; opts="--help -h"; recipe_opts="" ;;
     "deepeyes completions show") cmds=""; opts="--help -h"; recipe_opts="" ;;
     "deepeyes completions write") cmds=""; opts="--help -h"; recipe_opts="" ;;
@@ -21,6 +21,16 @@ _deepeyes() {
     "deepeyes recipes ls") cmds=""; opts="--help -h"; recipe_opts="" ;;
     "deepeyes recipes show") cmds=""; opts="--json --sources --help -h"; recipe_opts="" ;;
     "deepeyes recipes validate") cmds=""; opts="--help -h"; recipe_opts="" ;;
+    "deepeyes search") cmds="cache image index serve text"; opts="--help -h"; recipe_opts="" ;;
+    "deepeyes search cache") cmds="export import prune stats"; opts="--help -h"; recipe_opts="" ;;
+    "deepeyes search cache export") cmds=""; opts="--no-raw --help -h --recipe -r --path --backend --kind"; recipe_opts="--recipe -r" ;;
+    "deepeyes search cache import") cmds=""; opts="--overwrite --help -h --recipe -r --path --format --images-root"; recipe_opts="--recipe -r" ;;
+    "deepeyes search cache prune") cmds=""; opts="--vacuum --help -h --recipe -r --path --older-than --backend --kind --ledger-older-than"; recipe_opts="--recipe -r" ;;
+    "deepeyes search cache stats") cmds=""; opts="--json --help -h --recipe -r --path --run"; recipe_opts="--recipe -r" ;;
+    "deepeyes search image") cmds=""; opts="--json --dry-run --help -h --recipe -r --box --top-k -k --save-thumbnails --run-dir"; recipe_opts="--recipe -r" ;;
+    "deepeyes search index") cmds=""; opts="--help -h --out -o"; recipe_opts="" ;;
+    "deepeyes search serve") cmds=""; opts="--dry-run --help -h --recipe -r --host --port --token --run-dir"; recipe_opts="--recipe -r" ;;
+    "deepeyes search text") cmds=""; opts="--json --dry-run --help -h --recipe -r --top-k -k --run-dir"; recipe_opts="--recipe -r" ;;
   esac
   if [[ -n "$recipe_opts" && " $recipe_opts " == *" $prev "* ]]; then
     COMPREPLY=( $(compgen -W "32b 7b tiny" -- "$cur") $(compgen -f -X '!*.y*ml' -- "$cur") )

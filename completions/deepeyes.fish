@@ -3,7 +3,7 @@ function __deepeyes_path
     set -l path deepeyes
     for w in (commandline -opc)[2..-1]
         switch "$path $w"
-            case 'deepeyes completions' 'deepeyes model' 'deepeyes recipes' 'deepeyes completions show' 'deepeyes completions write' 'deepeyes model build-tiny' 'deepeyes model check' 'deepeyes recipes cp' 'deepeyes recipes ls' 'deepeyes recipes show' 'deepeyes recipes validate'
+            case 'deepeyes completions' 'deepeyes model' 'deepeyes recipes' 'deepeyes search' 'deepeyes completions show' 'deepeyes completions write' 'deepeyes model build-tiny' 'deepeyes model check' 'deepeyes recipes cp' 'deepeyes recipes ls' 'deepeyes recipes show' 'deepeyes recipes validate' 'deepeyes search cache' 'deepeyes search image' 'deepeyes search index' 'deepeyes search serve' 'deepeyes search text' 'deepeyes search cache export' 'deepeyes search cache import' 'deepeyes search cache prune' 'deepeyes search cache stats'
                 set path $path $w
         end
     end
@@ -13,6 +13,7 @@ complete -c deepeyes -f
 complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes"' -a 'completions' -d 'Print or write shell completion scripts (bash, zsh, fish).'
 complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes"' -a 'model' -d 'Build the tiny offline model; load and smoke-test any Qwen2.5-VL checkpoint.'
 complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes"' -a 'recipes' -d 'List, show, copy and validate recipes.'
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes"' -a 'search' -d 'Search the web by text or image through the cache; build offline indexes; serve a shared cache.'
 complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes"' -l version
 complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes"' -s V
 complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes"' -l debug
@@ -71,3 +72,90 @@ complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes recipes show"' -F
 complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes recipes validate"' -l help
 complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes recipes validate"' -s h
 complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes recipes validate"' -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes search"' -a 'cache' -d 'Inspect, share and trim the search cache.'
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes search"' -a 'image' -d 'Image search (Google Lens via SerpAPI, or the local pHash index) of a file or a region of it.'
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes search"' -a 'index' -d 'Build an offline index: BM25 over a JSONL corpus, or perceptual hashes of an image folder.'
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes search"' -a 'serve' -d 'Serve the recipes backends, cache and budget over HTTP for every node of a run (search.url).'
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes search"' -a 'text' -d 'Text search (Google via SerpAPI, or the local index) through the cache; prints the hits.'
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes search"' -l help
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes search"' -s h
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes search cache"' -a 'export' -d 'Export answers (with thumbnails) as JSONL; the schema is in the README.'
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes search cache"' -a 'import' -d 'Import answers so a team shares one cache instead of paying twice.'
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes search cache"' -a 'prune' -d 'Drop answers by age, backend or kind, and thumbnails no answer uses any more.'
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes search cache"' -a 'stats' -d 'Entries per backend, thumbnails, size, paid calls and cost; per-run counters with --run.'
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes search cache"' -l help
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes search cache"' -s h
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes search cache export"' -l no-raw
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes search cache export"' -l help
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes search cache export"' -s h
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes search cache export"' -l recipe -r -a '32b 7b tiny (__fish_complete_suffix .yaml)'
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes search cache export"' -s r -r -a '32b 7b tiny (__fish_complete_suffix .yaml)'
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes search cache export"' -l path -r -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes search cache export"' -l backend -r -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes search cache export"' -l kind -r -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes search cache export"' -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes search cache import"' -l overwrite
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes search cache import"' -l help
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes search cache import"' -s h
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes search cache import"' -l recipe -r -a '32b 7b tiny (__fish_complete_suffix .yaml)'
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes search cache import"' -s r -r -a '32b 7b tiny (__fish_complete_suffix .yaml)'
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes search cache import"' -l path -r -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes search cache import"' -l format -r -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes search cache import"' -l images-root -r -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes search cache import"' -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes search cache prune"' -l vacuum
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes search cache prune"' -l help
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes search cache prune"' -s h
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes search cache prune"' -l recipe -r -a '32b 7b tiny (__fish_complete_suffix .yaml)'
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes search cache prune"' -s r -r -a '32b 7b tiny (__fish_complete_suffix .yaml)'
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes search cache prune"' -l path -r -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes search cache prune"' -l older-than -r -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes search cache prune"' -l backend -r -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes search cache prune"' -l kind -r -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes search cache prune"' -l ledger-older-than -r -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes search cache prune"' -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes search cache stats"' -l json
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes search cache stats"' -l help
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes search cache stats"' -s h
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes search cache stats"' -l recipe -r -a '32b 7b tiny (__fish_complete_suffix .yaml)'
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes search cache stats"' -s r -r -a '32b 7b tiny (__fish_complete_suffix .yaml)'
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes search cache stats"' -l path -r -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes search cache stats"' -l run -r -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes search cache stats"' -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes search image"' -l json
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes search image"' -l dry-run
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes search image"' -l help
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes search image"' -s h
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes search image"' -l recipe -r -a '32b 7b tiny (__fish_complete_suffix .yaml)'
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes search image"' -s r -r -a '32b 7b tiny (__fish_complete_suffix .yaml)'
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes search image"' -l box -r -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes search image"' -l top-k -r -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes search image"' -s k -r -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes search image"' -l save-thumbnails -r -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes search image"' -l run-dir -r -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes search image"' -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes search index"' -l help
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes search index"' -s h
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes search index"' -l out -r -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes search index"' -s o -r -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes search index"' -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes search serve"' -l dry-run
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes search serve"' -l help
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes search serve"' -s h
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes search serve"' -l recipe -r -a '32b 7b tiny (__fish_complete_suffix .yaml)'
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes search serve"' -s r -r -a '32b 7b tiny (__fish_complete_suffix .yaml)'
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes search serve"' -l host -r -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes search serve"' -l port -r -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes search serve"' -l token -r -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes search serve"' -l run-dir -r -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes search serve"' -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes search text"' -l json
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes search text"' -l dry-run
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes search text"' -l help
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes search text"' -s h
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes search text"' -l recipe -r -a '32b 7b tiny (__fish_complete_suffix .yaml)'
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes search text"' -s r -r -a '32b 7b tiny (__fish_complete_suffix .yaml)'
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes search text"' -l top-k -r -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes search text"' -s k -r -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes search text"' -l run-dir -r -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes search text"' -F

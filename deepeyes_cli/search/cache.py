@@ -1,0 +1,282 @@
+"""``SearchCache``: one SQLite file holding answers, thumbnails, in-flight leases and the paid-call ledger.
+
+Why SQLite in WAL mode: many rollout worker processes on one node read it at once while
+one writes, and a writer killed with ``kill -9`` leaves at most an uncommitted transaction
+that the next opener rolls back — never a torn file. ``synchronous=NORMAL`` keeps commits
+cheap; a power cut may lose the last answers, not the file. SQLite on a network filesystem
+is not safe: share a cache across nodes with ``deepeyes search serve`` instead.
+
+Concurrency guarantees (see ``service.py`` for how they are used):
+
+* one connection per thread and per process (re-opened after ``fork``);
+* ``try_lease`` gives one owner per key at a time across every process on the node; a lease
+  ends when released, when it expires, or as soon as its holder's pid is gone (same host).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from deepeyes_cli.errors import SearchError
+from deepeyes_cli.search.types import Hit
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS entries(
+  key TEXT PRIMARY KEY, backend TEXT NOT NULL, kind TEXT NOT NULL, subject TEXT, params TEXT NOT NULL,
+  hits TEXT NOT NULL, shown TEXT NOT NULL, raw TEXT, created REAL NOT NULL,
+  cost REAL NOT NULL DEFAULT 0, latency_s REAL NOT NULL DEFAULT 0);
+CREATE INDEX IF NOT EXISTS entries_created ON entries(created);
+CREATE TABLE IF NOT EXISTS blobs(sha256 TEXT PRIMARY KEY, data BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS leases(key TEXT PRIMARY KEY, owner TEXT NOT NULL, pid INTEGER NOT NULL,
+  host TEXT NOT NULL, expires REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS calls(id INTEGER PRIMARY KEY, ts REAL NOT NULL, run_id TEXT NOT NULL,
+  backend TEXT, key TEXT, cost REAL NOT NULL DEFAULT 0, status TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS calls_ts ON calls(ts);
+CREATE INDEX IF NOT EXISTS calls_run ON calls(run_id);
+CREATE TABLE IF NOT EXISTS run_stats(run_id TEXT NOT NULL, name TEXT NOT NULL, value REAL NOT NULL,
+  PRIMARY KEY(run_id, name));
+"""
+_SCHEMA_NAMES = ("entries", "entries_created", "blobs", "leases", "calls", "calls_ts", "calls_run", "run_stats")
+HOST = socket.gethostname()
+
+
+@dataclass
+class CacheEntry:
+    key: str
+    backend: str
+    kind: str
+    subject: str | None  # normalised query, or the image's content hash
+    params: dict[str, Any]
+    hits: list[Hit]
+    shown: str  # the text the model was shown when the answer was recorded
+    created: float
+    cost: float = 0.0
+    latency_s: float = 0.0
+    raw: Any = None  # loaded only by iter_entries(with_raw=True)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class SearchCache:
+    def __init__(self, path: str | Path, busy_timeout_s: float = 60.0) -> None:
+        self.path = Path(path).expanduser()
+        self._timeout = busy_timeout_s
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise SearchError(f"cannot create {self.path.parent}: {e.strerror}",
+                              hint="set search.cache.path to a writable file") from e
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._conns: list[sqlite3.Connection] = []
+        self._pid = os.getpid()
+        conn = self._conn()
+        statements = [s for s in SCHEMA.split(";") if s.strip()]
+        try:
+            have = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+            if not set(_SCHEMA_NAMES) <= have:  # a new file (or an older schema): create what is missing
+                with self._write(conn):
+                    for stmt in statements:
+                        conn.execute(stmt)
+        except sqlite3.Error as e:
+            self.close()
+            raise SearchError(f"{self.path} is not a usable search cache: {e}",
+                              hint="move it away, or point search.cache.path at another file") from e
+
+    # ------------------------------------------------------------------ connections
+
+    def _conn(self) -> sqlite3.Connection:
+        if os.getpid() != self._pid:  # forked: the parent's connections must not be touched
+            self._local, self._conns, self._pid = threading.local(), [], os.getpid()
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            try:
+                conn = sqlite3.connect(self.path, timeout=self._timeout, isolation_level=None,
+                                       check_same_thread=False)
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")
+            except sqlite3.Error as e:
+                raise SearchError(f"cannot open search cache {self.path}: {e}",
+                                  hint="check the path and permissions; `deepeyes search cache stats` inspects it") from e
+            self._local.conn = conn
+            with self._lock:
+                self._conns.append(conn)
+        return conn
+
+    class _Tx:
+        def __init__(self, conn: sqlite3.Connection) -> None:
+            self.conn = conn
+
+        def __enter__(self) -> sqlite3.Connection:
+            self.conn.execute("BEGIN IMMEDIATE")
+            return self.conn
+
+        def __exit__(self, exc_type: object, *rest: object) -> None:
+            self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
+
+    def _write(self, conn: sqlite3.Connection | None = None) -> SearchCache._Tx:
+        return SearchCache._Tx(conn or self._conn())
+
+    def close(self) -> None:
+        with self._lock:
+            for conn in self._conns:
+                try:
+                    conn.close()
+                except sqlite3.Error:
+                    pass
+            self._conns.clear()
+        self._local = threading.local()
+
+    # ------------------------------------------------------------------ entries
+
+    def get(self, key: str) -> CacheEntry | None:
+        row = self._conn().execute(
+            "SELECT backend, kind, subject, params, hits, shown, created, cost, latency_s FROM entries WHERE key=?",
+            (key,)).fetchone()
+        if row is None:
+            return None
+        return CacheEntry(key, row[0], row[1], row[2], json.loads(row[3]),
+                          [Hit.from_dict(h) for h in json.loads(row[4])], row[5], row[6], row[7], row[8])
+
+    def get_blobs(self, shas: Iterable[str]) -> dict[str, bytes]:
+        shas = [s for s in shas if s]
+        if not shas:
+            return {}
+        marks = ",".join("?" * len(shas))
+        rows = self._conn().execute(f"SELECT sha256, data FROM blobs WHERE sha256 IN ({marks})", shas)
+        return {sha: bytes(data) for sha, data in rows}
+
+    def put(self, entry: CacheEntry, blobs: dict[str, bytes] | None = None) -> None:
+        raw = None if entry.raw is None else json.dumps(entry.raw, ensure_ascii=False)
+        with self._write() as conn:
+            conn.executemany("INSERT OR IGNORE INTO blobs(sha256, data) VALUES(?, ?)", list((blobs or {}).items()))
+            conn.execute("INSERT OR REPLACE INTO entries(key, backend, kind, subject, params, hits, shown, raw, created,"
+                         " cost, latency_s) VALUES(?,?,?,?,?,?,?,?,?,?,?)",
+                         (entry.key, entry.backend, entry.kind, entry.subject,
+                          json.dumps(entry.params, sort_keys=True), json.dumps([h.to_dict() for h in entry.hits],
+                                                                              ensure_ascii=False),
+                          entry.shown, raw, entry.created, entry.cost, entry.latency_s))
+
+    def iter_entries(self, backend: str | None = None, kind: str | None = None,
+                     with_raw: bool = True) -> Iterator[CacheEntry]:
+        where, args = _filters(backend=backend, kind=kind)
+        cols = "key, backend, kind, subject, params, hits, shown, created, cost, latency_s" + (
+            ", raw" if with_raw else "")
+        for row in self._conn().execute(f"SELECT {cols} FROM entries{where} ORDER BY created, key", args):
+            entry = CacheEntry(row[0], row[1], row[2], row[3], json.loads(row[4]),
+                               [Hit.from_dict(h) for h in json.loads(row[5])], row[6], row[7], row[8], row[9])
+            if with_raw and row[10] is not None:
+                entry.raw = json.loads(row[10])
+            yield entry
+
+    # ------------------------------------------------------------------ leases (cross-process single-flight)
+
+    def try_lease(self, key: str, owner: str, ttl_s: float) -> bool:
+        now = time.time()
+        with self._write() as conn:
+            row = conn.execute("SELECT owner, pid, host, expires FROM leases WHERE key=?", (key,)).fetchone()
+            if row is not None and row[0] != owner and row[3] > now and not (row[2] == HOST and
+                                                                               not _pid_alive(row[1])):
+                return False
+            conn.execute("INSERT OR REPLACE INTO leases(key, owner, pid, host, expires) VALUES(?,?,?,?,?)",
+                         (key, owner, os.getpid(), HOST, now + ttl_s))
+            return True
+
+    def release_lease(self, key: str, owner: str) -> None:
+        with self._write() as conn:
+            conn.execute("DELETE FROM leases WHERE key=? AND owner=?", (key, owner))
+
+    def lease_held(self, key: str) -> bool:
+        return self._conn().execute("SELECT 1 FROM leases WHERE key=?", (key,)).fetchone() is not None
+
+    # ------------------------------------------------------------------ ledger and stats
+
+    def connection(self) -> sqlite3.Connection:
+        """This thread's connection (the budget keeps its ledger here)."""
+        return self._conn()
+
+    def write(self) -> SearchCache._Tx:
+        """``with cache.write() as conn:`` — one ``BEGIN IMMEDIATE`` transaction."""
+        return self._write()
+
+    def add_run_stats(self, run_id: str, deltas: Mapping[str, float]) -> None:
+        rows = [(run_id, k, float(v)) for k, v in deltas.items() if v]
+        if not rows:
+            return
+        with self._write() as conn:
+            conn.executemany("INSERT INTO run_stats(run_id, name, value) VALUES(?,?,?) ON CONFLICT(run_id, name) "
+                             "DO UPDATE SET value = value + excluded.value", rows)
+
+    def run_stats(self, run_id: str | None = None) -> dict[str, dict[str, float]]:
+        where, args = ("WHERE run_id=?", (run_id,)) if run_id else ("", ())
+        out: dict[str, dict[str, float]] = {}
+        for rid, name, value in self._conn().execute(f"SELECT run_id, name, value FROM run_stats {where}", args):
+            out.setdefault(rid, {})[name] = value
+        return out
+
+    def stats(self) -> dict[str, Any]:
+        conn = self._conn()
+        by = [{"backend": b, "kind": k, "entries": n, "cost": c or 0.0}
+              for b, k, n, c in conn.execute("SELECT backend, kind, COUNT(*), SUM(cost) FROM entries "
+                                             "GROUP BY backend, kind ORDER BY backend, kind")]
+        blobs, blob_bytes = conn.execute("SELECT COUNT(*), COALESCE(SUM(LENGTH(data)), 0) FROM blobs").fetchone()
+        calls = conn.execute("SELECT COUNT(*), COALESCE(SUM(cost), 0), "
+                             "COALESCE(SUM(status='error'), 0) FROM calls").fetchone()
+        minute = conn.execute("SELECT COUNT(*) FROM calls WHERE ts > ?", (time.time() - 60,)).fetchone()[0]
+        size = sum(p.stat().st_size for p in (self.path, Path(f"{self.path}-wal")) if p.exists())
+        return {"path": str(self.path), "bytes": size, "entries": sum(r["entries"] for r in by), "by_backend": by,
+                "blobs": blobs, "blob_bytes": blob_bytes, "paid_calls": calls[0], "paid_cost": calls[1],
+                "failed_calls": calls[2], "calls_last_minute": minute}
+
+    def prune(self, older_than_s: float | None = None, backend: str | None = None, kind: str | None = None,
+              ledger_older_than_s: float | None = None) -> dict[str, int]:
+        where, args = _filters(backend=backend, kind=kind,
+                               before=None if older_than_s is None else time.time() - older_than_s)
+        with self._write() as conn:
+            # No filter means "answers are not the target" (e.g. only the ledger), never "delete everything".
+            entries = conn.execute(f"DELETE FROM entries{where}", args).rowcount if where else 0
+            blobs = conn.execute(
+                "DELETE FROM blobs WHERE sha256 NOT IN (SELECT json_extract(h.value, '$.thumbnail') FROM entries e, "
+                "json_each(e.hits) h WHERE json_extract(h.value, '$.thumbnail') IS NOT NULL)").rowcount
+            calls = 0
+            if ledger_older_than_s is not None:
+                calls = conn.execute("DELETE FROM calls WHERE ts < ?", (time.time() - ledger_older_than_s,)).rowcount
+            conn.execute("DELETE FROM leases WHERE expires < ?", (time.time(),))
+        return {"entries": entries, "blobs": blobs, "calls": calls}
+
+    def vacuum(self) -> None:
+        self._conn().execute("VACUUM")
+
+    def integrity_ok(self) -> bool:
+        return bool(self._conn().execute("PRAGMA integrity_check").fetchone()[0] == "ok")
+
+
+def _filters(backend: str | None = None, kind: str | None = None,
+             before: float | None = None) -> tuple[str, tuple[Any, ...]]:
+    clauses: list[str] = []
+    args: list[Any] = []
+    for col, val in (("backend", backend), ("kind", kind)):
+        if val is not None:
+            clauses.append(f"{col}=?")
+            args.append(val)
+    if before is not None:
+        clauses.append("created < ?")
+        args.append(before)
+    return (" WHERE " + " AND ".join(clauses) if clauses else ""), tuple(args)

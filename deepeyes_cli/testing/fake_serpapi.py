@@ -1,0 +1,207 @@
+"""A fake SerpAPI on 127.0.0.1 speaking the documented JSON, for tests and the demo.
+
+* ``GET /search?engine=google&q=…`` → ``organic_results`` (title, link, snippet, date);
+* ``GET /search?engine=google_lens&url=…|image_id=…`` → ``visual_matches`` whose
+  ``thumbnail`` URLs point back at this server (``/thumbnails/{n}.jpg``, real JPEGs);
+* ``POST /image`` (multipart ``image`` + ``api_key``, ≤ 500 KB) → ``{"image_id": …}``;
+* every reply echoes ``search_parameters`` *including* ``api_key`` (so tests can check
+  that we strip it), and answers are a pure function of the request.
+
+Faults, consumed one per ``/search`` request: ``"429"``, ``"500"``, ``"503"``,
+``"malformed"`` (200 with an HTML body), ``"slow:2.5"`` (sleep, then answer). ``delay_s``
+slows every search. ``calls`` counts searches by engine; ``requests`` keeps their parameters.
+
+    with FakeSerpAPI(faults=["429"]) as fake:
+        recipe.search.serpapi.base_url = fake.url
+
+From a shell (the demo): ``python -m deepeyes_cli.testing.fake_serpapi`` prints its URL, then
+``SERPAPI_API_KEY=x deepeyes search text "q" -r 7b search.serpapi.base_url=URL``.
+"""
+
+# No `from __future__ import annotations`: FastAPI reads the route annotations at runtime.
+import asyncio
+import email.parser
+import email.policy
+import hashlib
+import io
+import threading
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+from deepeyes_cli.testing.servers import BackgroundServer
+
+UPLOAD_LIMIT = 500_000
+
+
+def thumbnail_jpeg(n: int, size: int = 96) -> bytes:
+    """A distinct, deterministic picture per ``n`` (a colour plus a bar whose position depends on n)."""
+    from PIL import Image, ImageDraw
+
+    img = Image.new("RGB", (size, size), ((n * 67) % 256, (n * 131) % 256, (n * 29) % 256))
+    ImageDraw.Draw(img).rectangle([(n * 7) % (size - 8), 0, (n * 7) % (size - 8) + 8, size], fill=(255, 255, 255))
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", quality=90)
+    return buf.getvalue()
+
+
+def _multipart(content_type: str, body: bytes) -> dict[str, bytes]:
+    msg = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+        f"Content-Type: {content_type}\r\n\r\n".encode() + body)
+    fields: dict[str, bytes] = {}
+    for part in msg.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        payload = part.get_payload(decode=True)
+        if isinstance(name, str) and isinstance(payload, bytes):
+            fields[name] = payload
+    return fields
+
+
+class FakeSerpAPI:
+    def __init__(self, faults: Sequence[str] = (), api_key: str | None = None, results: int = 8,
+                 delay_s: float = 0.0, oversized_positions: Sequence[int] = ()) -> None:
+        self.api_key = api_key  # when set, other keys get a 401 like the real service
+        self.results = results
+        self.delay_s = delay_s
+        self.oversized = set(oversized_positions)  # positions whose thumbnail is far over any sane size cap
+        self._faults = list(faults)
+        self._lock = threading.Lock()
+        self.calls: Counter[str] = Counter()
+        self.requests: list[dict[str, str]] = []
+        self.uploads: list[bytes] = []
+        self.thumbnail_hits = 0
+        self._server = BackgroundServer(self._app())
+
+    @property
+    def url(self) -> str:
+        return self._server.url
+
+    def add_faults(self, *faults: str) -> None:
+        with self._lock:
+            self._faults.extend(faults)
+
+    def start(self) -> "FakeSerpAPI":
+        self._server.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.stop()
+
+    def __enter__(self) -> "FakeSerpAPI":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _next_fault(self) -> str | None:
+        with self._lock:
+            return self._faults.pop(0) if self._faults else None
+
+    # ------------------------------------------------------------------ answers
+
+    def _organic(self, q: str) -> list[dict[str, Any]]:
+        slug = hashlib.sha1(q.encode()).hexdigest()[:8]
+        out = []
+        for i in range(1, self.results + 1):
+            r: dict[str, Any] = {"position": i, "title": f"{q.title()} — source {i}",
+                                 "link": f"https://example.org/{slug}/{i}", "displayed_link": "example.org",
+                                 "snippet": f"Snippet {i} about {q}."}
+            if i % 3 == 1:
+                r["date"] = f"Jan {i}, 2024"
+            out.append(r)
+        return out
+
+    def _visual(self, subject: str) -> list[dict[str, Any]]:
+        seed = int(hashlib.sha1(subject.encode()).hexdigest()[:4], 16) % 50
+        return [{"position": i, "title": f"Visual match {seed + i}", "link": f"https://example.com/page/{seed + i}",
+                 "source": "example.com", "thumbnail": f"{self.url}/thumbnails/{seed + i}.jpg?p={i}"}
+                for i in range(1, self.results + 1)]
+
+    def _app(self) -> Any:
+        from fastapi import FastAPI, Request
+        from fastapi.responses import JSONResponse, Response
+
+        app = FastAPI()
+
+        def err(status: int, message: str) -> JSONResponse:
+            return JSONResponse({"error": message}, status_code=status)
+
+        @app.get("/search")
+        async def search(request: Request) -> Any:
+            params = dict(request.query_params)
+            engine = params.get("engine", "google")
+            with self._lock:
+                self.calls[engine] += 1
+                self.requests.append(params)
+            if self.api_key is not None and params.get("api_key") != self.api_key:
+                return err(401, "Invalid API key. Your API key should be here: https://serpapi.com/manage-api-key")
+            fault = self._next_fault()
+            if self.delay_s:
+                await asyncio.sleep(self.delay_s)
+            if fault in ("429", "500", "503"):
+                return err(int(fault), "Your account has run out of searches." if fault == "429"
+                           else "We couldn't get valid results for this search. Please try again later.")
+            if fault == "malformed":
+                return Response("<html><body>upstream proxy error</body></html>", media_type="text/plain")
+            if fault and fault.startswith("slow:"):
+                await asyncio.sleep(float(fault.split(":", 1)[1]))
+            meta = {"id": "fake", "status": "Success", "json_endpoint": f"{self.url}/searches/fake.json"}
+            body: dict[str, Any] = {"search_metadata": meta, "search_parameters": params}
+            if engine == "google":
+                if "q" not in params:
+                    return err(400, "Missing query `q` parameter.")
+                if params["q"].strip().lower() == "nothing at all":
+                    body["error"] = "Google hasn't returned any results for this query."
+                else:
+                    body["organic_results"] = self._organic(params["q"])
+            elif engine == "google_lens":
+                subject = params.get("url") or params.get("image_id")
+                if not subject:
+                    return err(400, "Missing `url` or `image_id` parameter.")
+                body["visual_matches"] = self._visual(subject)
+            else:
+                return err(400, f"Unsupported `{engine}` search engine.")
+            return body
+
+        @app.post("/image")
+        async def upload(request: Request) -> Any:
+            fields = _multipart(request.headers.get("content-type", ""), await request.body())
+            key = fields.get("api_key", b"").decode()
+            if self.api_key is not None and key != self.api_key:
+                return err(401, "Invalid API key.")
+            image = fields.get("image")
+            if image is None:
+                return err(400, "Missing `image` field.")
+            if len(image) > UPLOAD_LIMIT:
+                return err(400, "Image exceeds the maximum size of 500 KB.")
+            with self._lock:
+                self.uploads.append(image)
+            return {"message": "Image uploaded successfully.", "image_id": hashlib.sha256(image).hexdigest()[:40]}
+
+        @app.get("/thumbnails/{name}")
+        async def thumbnail(name: str, p: int = 0) -> Any:
+            n = int(name.split(".")[0])
+            with self._lock:
+                self.thumbnail_hits += 1
+            if p in self.oversized:
+                return Response(b"\xff" * 5_000_000, media_type="image/jpeg")
+            return Response(thumbnail_jpeg(n), media_type="image/jpeg")
+
+        return app
+
+
+def main() -> None:
+    """``python -m deepeyes_cli.testing.fake_serpapi``: run the fake until Ctrl-C (for demos), print its URL."""
+    import time
+
+    with FakeSerpAPI() as fake:
+        print(fake.url, flush=True)
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
+
+
+if __name__ == "__main__":
+    main()
