@@ -49,7 +49,10 @@ def judge(
     unavailable) are tried again on the next run.
     """
     from deepeyes_cli.cli.options import start_stage
+    from deepeyes_cli.errors import InputError
 
+    if not trajectories.is_file():
+        raise InputError(f"no such trajectory file: {trajectories}", hint="pass a .jsonl written by the agent loop")
     stage = start_stage("judge", recipe, overrides, run_dir=run_dir, dry_run=dry_run,
                         plan=_plan(trajectories, output, rescore))
     if stage is None:

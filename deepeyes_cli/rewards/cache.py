@@ -11,7 +11,6 @@ timeout. ``synchronous=NORMAL`` keeps commits cheap: a crash can lose the last v
 from __future__ import annotations
 
 import hashlib
-import json
 import sqlite3
 import threading
 import time
@@ -47,8 +46,9 @@ class CachedVerdict:
 
 
 def cache_key(question: str, ground_truth: str, prediction: str, model: str, prompt_version: str) -> str:
-    blob = json.dumps([question, ground_truth, prediction, model, prompt_version], ensure_ascii=False)
-    return hashlib.sha256(blob.encode()).hexdigest()
+    # NUL never occurs in these strings, so joining on it is unambiguous (and cheaper than JSON).
+    blob = "\0".join((question, ground_truth, prediction, model, prompt_version))
+    return hashlib.sha256(blob.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 class JudgeCache:

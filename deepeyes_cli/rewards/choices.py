@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -29,6 +30,7 @@ _PHRASE = re.compile(
 _NEGATED = re.compile(
     rf"(?i:\bnot|\bisn'?t|\bexcept|\bexclude|\brule\s+out|\bnever)\s+(?i:option\s+|choice\s+)?[(\[]?({_L})\b"
     rf"|(?:不是|不选|不应选|排除|并非|非)\s*(?:选项)?\s*[(（]?({_L})(?![A-Za-z])")
+_OPTION_B = re.compile(r"[(（]B[)）]|(?:^|\n)\s*B[.:：、)）]")
 _OPTION_LINE = re.compile(rf"(?:^|\n)\s*[(（]?({_L})[)）.:：、]\s*([^\n]+)")
 _OPTION_INLINE = re.compile(rf"[(（]({_L})[)）]\s*(.+?)(?=\s*[(（]{_L}[)）]|\s*$)", re.S)
 
@@ -84,13 +86,16 @@ def gold_letters(ground_truth: str, multi_ok: bool) -> frozenset[str] | None:
     return None
 
 
-def options_from_question(question: str) -> list[str] | None:
+@lru_cache(maxsize=16384)
+def options_from_question(question: str) -> tuple[str, ...] | None:
     """Option texts listed in a question ("A. cat\\nB. dog" or "(A) cat (B) dog"), if any."""
+    if not _OPTION_B.search(question):
+        return None  # no option B, no options: skips the costlier scans below for most questions
     for pattern in (_OPTION_LINE, _OPTION_INLINE):
         found = [(m.group(1).upper(), m.group(2).strip()) for m in pattern.finditer(question)]
         letters = [x for x, _ in found]
         if len(found) >= 2 and letters == list(LETTERS[: len(found)]):
-            return [t for _, t in found]
+            return tuple(t for _, t in found)
     return None
 
 
@@ -99,7 +104,7 @@ def strip_option_label(option: str) -> str:
     return option.strip()[m.end():] if m else option.strip()
 
 
-def letter_of_text(text: str, options: list[str]) -> str | None:
+def letter_of_text(text: str, options: Sequence[str]) -> str | None:
     """The letter of the single option whose text equals ``text`` after normalization."""
     want = normalize_text(answer_core(text))
     if not want:

@@ -117,54 +117,67 @@ class Judge:
     async def judge_many(self, requests: Sequence[JudgeRequest],
                          on_result: Callable[[int, JudgeResult], None] | None = None) -> list[JudgeResult]:
         """Verdicts in request order: cache first, then the endpoint (identical requests asked once)."""
-        results: list[JudgeResult | None] = [None] * len(requests)
+        results: list[JudgeResult] = [JudgeResult(None, None)] * len(requests)
 
         def done(i: int, res: JudgeResult) -> None:
             results[i] = res
             if on_result is not None:
                 on_result(i, res)
 
-        client = self._client() if self.config.base_url else None
+        client: Any = None
         try:
-            model = self._model or (await self._resolve_model(client) if client else None)
-            pending: dict[str, list[int]] = {}
-            if model is not None:
-                keys = [self._key(r, model) for r in requests]
-                hits = self.cache.get_many(keys) if self.cache else {}
-                for i, key in enumerate(keys):
-                    if key in hits:
-                        self.stats.cache_hits += 1
-                        done(i, JudgeResult(hits[key].correct, hits[key].model, cached=True))
-                    else:
-                        pending.setdefault(key, []).append(i)
-            else:
-                pending = {str(i): [i] for i in range(len(requests))}
-            if client is None or model is None:
-                why = ("no judge endpoint configured (reward.judge.base_url)" if client is None
+            model = self._model
+            if model is None and self.config.base_url:
+                client = self._client()
+                model = await self._resolve_model(client)
+            pending = self._from_cache(requests, model, done)
+            if pending and (model is None or not self.config.base_url):
+                why = ("no judge endpoint configured (reward.judge.base_url)" if not self.config.base_url
                        else "the judge endpoint lists no model")
-                for idxs in pending.values():
-                    for i in idxs:
-                        self.stats.unjudged += 1
-                        done(i, JudgeResult(None, model, error=why))
-                return [r for r in results if r is not None]
-            sem = asyncio.Semaphore(self.config.concurrency)
-
-            async def one(idxs: list[int]) -> None:
-                res = await self._ask(client, sem, requests[idxs[0]], model)
-                for i in idxs:
-                    done(i, res)
-
-            tasks = [asyncio.ensure_future(one(idxs)) for idxs in pending.values()]
-            try:
-                await asyncio.gather(*tasks)
-            except BaseException:
-                for t in tasks:
-                    t.cancel()
-                raise
+                for i in (i for idxs in pending.values() for i in idxs):
+                    self.stats.unjudged += 1
+                    done(i, JudgeResult(None, model, error=why))
+            elif pending and model is not None:
+                client = client or self._client()  # only now: building a client costs milliseconds
+                await self._ask_all(client, requests, pending, model, done)
         finally:
             if client is not None:
                 await client.close()
-        return [r for r in results if r is not None]
+        return results
+
+    def _from_cache(self, requests: Sequence[JudgeRequest], model: str | None,
+                    done: Callable[[int, JudgeResult], None]) -> dict[str, list[int]]:
+        """Report cache hits; return the misses grouped by cache key (one request per group)."""
+        if model is None:
+            return {str(i): [i] for i in range(len(requests))}
+        keys = [self._key(r, model) for r in requests]
+        hits = self.cache.get_many(keys) if self.cache else {}
+        pending: dict[str, list[int]] = {}
+        for i, key in enumerate(keys):
+            hit = hits.get(key)
+            if hit is not None:
+                self.stats.cache_hits += 1
+                done(i, JudgeResult(hit.correct, hit.model, cached=True))
+            else:
+                pending.setdefault(key, []).append(i)
+        return pending
+
+    async def _ask_all(self, client: Any, requests: Sequence[JudgeRequest], pending: dict[str, list[int]],
+                       model: str, done: Callable[[int, JudgeResult], None]) -> None:
+        sem = asyncio.Semaphore(self.config.concurrency)
+
+        async def one(idxs: list[int]) -> None:
+            res = await self._ask(client, sem, requests[idxs[0]], model)
+            for i in idxs:
+                done(i, res)
+
+        tasks = [asyncio.ensure_future(one(idxs)) for idxs in pending.values()]
+        try:
+            await asyncio.gather(*tasks)
+        except BaseException:
+            for t in tasks:
+                t.cancel()
+            raise
 
     def _client(self) -> Any:
         from openai import AsyncOpenAI

@@ -52,7 +52,7 @@ def match_answer(prediction: str, ground_truth: str, *, question: str = "",
     core = answer_core(prediction)
     if not core:
         return Verdict(False, "empty_answer")
-    options = list(choices) if choices else options_from_question(question) if question else None
+    options = tuple(choices) if choices else options_from_question(question) if question else None
     whole = _match_one(prediction, core, ground_truth, options, rel_tol)
     alternatives = [a for a in _ALTERNATIVES.split(ground_truth.strip()) if a.strip()]
     if whole.correct is True or len(alternatives) < 2:
@@ -66,7 +66,7 @@ def match_answer(prediction: str, ground_truth: str, *, question: str = "",
     return Verdict(None, "alternatives_unsure")
 
 
-def _match_one(prediction: str, core: str, ground_truth: str, options: list[str] | None,
+def _match_one(prediction: str, core: str, ground_truth: str, options: Sequence[str] | None,
                rel_tol: float) -> Verdict:
     gt_core = answer_core(ground_truth)
     for rule in (_by_choice, _by_yes_no, _by_number):
@@ -85,7 +85,7 @@ def _match_one(prediction: str, core: str, ground_truth: str, options: list[str]
     return Verdict(None, "no_rule")
 
 
-def _by_choice(prediction: str, core: str, gt: str, options: list[str] | None, _tol: float) -> Verdict | None:
+def _by_choice(prediction: str, core: str, gt: str, options: Sequence[str] | None, _tol: float) -> Verdict | None:
     gold = gold_letters(gt, multi_ok=options is not None)
     if gold is None and options:
         letter = letter_of_text(gt, options)
@@ -123,7 +123,7 @@ def _yes_no(text: str, whole: bool) -> bool | None:
     return None
 
 
-def _by_yes_no(prediction: str, core: str, gt: str, _o: list[str] | None, _tol: float) -> Verdict | None:
+def _by_yes_no(prediction: str, core: str, gt: str, _o: Sequence[str] | None, _tol: float) -> Verdict | None:
     gold = _yes_no(gt, whole=True)
     if gold is None:
         return None
@@ -131,7 +131,7 @@ def _by_yes_no(prediction: str, core: str, gt: str, _o: list[str] | None, _tol: 
     return Verdict(None, "yes_no_unread") if said is None else Verdict(said == gold, "yes_no")
 
 
-def _by_number(prediction: str, core: str, gt: str, _o: list[str] | None, tol: float) -> Verdict | None:
+def _by_number(prediction: str, core: str, gt: str, _o: Sequence[str] | None, tol: float) -> Verdict | None:
     gold = parse_quantity(gt)
     if gold is None:
         return None

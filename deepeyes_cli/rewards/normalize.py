@@ -130,6 +130,8 @@ class Quantity:
 def _chinese_int(s: str) -> int | None:
     total, section, digit = 0, 0, None
     for ch in s:
+        if ch in "零〇" and digit is None:
+            continue  # 两千零五: a zero only marks a skipped place
         if ch in _CN_DIGITS:
             if digit is not None:  # 二三: not a numeral we read
                 return None

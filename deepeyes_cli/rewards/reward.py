@@ -28,6 +28,7 @@ from deepeyes_cli.rewards.judge import Judge, JudgeRequest, JudgeResult
 from deepeyes_cli.rewards.match import Verdict, match_answer
 
 BREAKDOWN_VERSION = 1
+Decider = Literal["rule", "judge", "unjudged"]
 
 
 class RewardBreakdown(BaseModel):
@@ -40,7 +41,7 @@ class RewardBreakdown(BaseModel):
     accuracy: float | None  # 1.0 / 0.0, None when unjudged
     format: float  # 1.0 when no format rule is violated
     penalties: dict[str, float] = Field(default_factory=dict)  # e.g. {"search": 0.1}: acc scaled by 1 − p
-    decided_by: Literal["rule", "judge", "unjudged"]
+    decided_by: Decider
     rule: str | None = None  # the matching rule that decided (or why none could)
     judge_model: str | None = None
     judge_cached: bool = False
@@ -113,23 +114,24 @@ class RewardScorer:
         p = cfg.search_penalty if rule.search_penalty and fmt.tool_calls > 0 else 0.0
         verdict_rule = prep.verdict.rule if prep.verdict else None
         accuracy: float | None = None
+        decided: Decider = "unjudged"
         unjudged_reason = prep.unscorable
         if prep.verdict is not None and prep.verdict.correct is not None:
             accuracy, decided = float(prep.verdict.correct), "rule"
         elif result is not None and result.correct is not None:
             accuracy, decided = float(result.correct), "judge"
         else:
-            decided = "unjudged"
             unjudged_reason = unjudged_reason or (result.error if result else "no judge available")
-        score = None if accuracy is None else w_acc * accuracy * (1 - p) + w_fmt * fmt_score
+        # Rounded so records read 0.92, not 0.9200000000000002.
+        score = None if accuracy is None else round(w_acc * accuracy * (1 - p) + w_fmt * fmt_score, 9)
         return RewardBreakdown(
             score=score, accuracy=accuracy, format=fmt_score, penalties={"search": p} if p else {},
-            decided_by=decided, rule=verdict_rule, judge_model=result.model if result else None,  # type: ignore[arg-type]
+            decided_by=decided, rule=verdict_rule, judge_model=result.model if result else None,
             judge_cached=bool(result and result.cached),
             prompt_version=self.judge.prompt_version(rule.judge_prompt) if result and self.judge else None,
             unjudged=accuracy is None, unjudged_reason=unjudged_reason, violations=fmt.violations,
             warnings=fmt.warnings, prediction=fmt.answer, data_source=prep.data_source, source_rule=prep.source_key,
-            weights={"accuracy": w_acc, "format": w_fmt})
+            weights={"accuracy": w_acc, "format": w_fmt}, version=BREAKDOWN_VERSION)
 
     def score_by_rules(self, traj: Trajectory) -> RewardBreakdown:
         """Rules only: a sample the judge would have to decide comes back unjudged."""

@@ -158,8 +158,7 @@ def judge_file(scorer: RewardScorer, input_path: Path, output_path: Path | None 
             def record(i: int, b: RewardBreakdown) -> None:
                 nonlocal done
                 trajs[i].reward = b.model_dump(mode="json")
-                jf.write(json.dumps({"line": i, "id": trajs[i].id, "reward": trajs[i].reward},
-                                    ensure_ascii=False) + "\n")
+                jf.write(f'{{"line": {i}, "id": {json.dumps(trajs[i].id)}, "reward": {b.model_dump_json()}}}\n')
                 jf.flush()  # in the OS's hands: survives kill -9
                 done += 1
                 if on_progress:

@@ -8,6 +8,7 @@ prefills ``<think>``, and a tool turn ends with its stop string (``</code>``,
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 
 from deepeyes_cli.agent.trajectory import Message, Sample, TextPart, Trajectory
@@ -21,8 +22,8 @@ def code_turn(thought: str, code: str) -> str:
 
 
 def search_turn(thought: str, query: str | None = None) -> str:
-    call = '{"name": "image_search"}' if query is None else \
-        '{"name": "search", "arguments": {"query": "%s"}}' % query.replace('"', '\\"')
+    call = json.dumps({"name": "image_search"} if query is None else
+                      {"name": "search", "arguments": {"query": query}}, ensure_ascii=False)
     return f"<think>{thought}</think>\n<tool_call>\n{call}\n</tool_call>"
 
 
