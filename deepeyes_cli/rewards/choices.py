@@ -23,13 +23,15 @@ _SEVERAL = re.compile(rf"^({_L})(?:\s*(?:,|、|&|\band\b|和|与|及)?\s*({_L}))
 _LEADING = re.compile(rf"^(?:[(\[（]\s*({_L})\s*[)\]）]|({_L})\s*[.:：、)）])\s*(?=\S)")
 # Words match in any case, option letters only as capitals ("answer is a cat" picks nothing).
 _PHRASE = re.compile(
-    rf"(?i:\banswer\s*(?:is|would\s+be|should\s+be|:)?|\boption|\bchoice|\bchoose|\bselect|\bpick)\s*"
-    rf"(?i:is\s+)?(?i:option\s+)?[:：]?\s*[(\[]?({_L})\b[)\]]?"
+    rf"(?i:\banswers?\s*(?:is|are|would\s+be|should\s+be|:)?|\boptions?|\bchoices?|\bchoose|\bselect|\bpick)"
+    rf"\s*(?i:is\s+|are\s+)?(?i:options?\s+)?[:：]?\s*[(\[]?({_L})\b[)\]]?"
     rf"|(?:答案|选项|选择|应选|故选|选)\s*(?:是|为|应为|应该是)?\s*[:：]?\s*[(（]?({_L})(?![A-Za-z])"
     rf"|(?<![A-Za-z])({_L})\s*(?:项|选项)")
 _NEGATED = re.compile(
     rf"(?i:\bnot|\bisn'?t|\bexcept|\bexclude|\brule\s+out|\bnever)\s+(?i:option\s+|choice\s+)?[(\[]?({_L})\b"
     rf"|(?:不是|不选|不应选|排除|并非|非)\s*(?:选项)?\s*[(（]?({_L})(?![A-Za-z])")
+_MORE_LETTERS_RUN = re.compile(rf"(?:\s*(?:,|、|&|(?i:and)|和|与|及)\s*[(\[（]?{_L}\b[)\]）]?)*")
+_MORE_LETTERS = re.compile(_L)
 _OPTION_B = re.compile(r"[(（]B[)）]|(?:^|\n)\s*B[.:：、)）]")
 _OPTION_LINE = re.compile(rf"(?:^|\n)\s*[(（]?({_L})[)）.:：、]\s*([^\n]+)")
 _OPTION_INLINE = re.compile(rf"[(（]({_L})[)）]\s*(.+?)(?=\s*[(（]{_L}[)）]|\s*$)", re.S)
@@ -58,10 +60,12 @@ def read_choice(prediction: str) -> ChoiceRead:
                           frozenset())
     text = unicodedata.normalize("NFKC", prediction)
     rejected = frozenset(x for m in _NEGATED.finditer(text) for x in _letters(m.groups()))
-    phrase = [x for m in _PHRASE.finditer(text) for x in _letters(m.groups())]
-    phrase = [x for x in phrase if x not in rejected]
-    if phrase:
-        return ChoiceRead(frozenset(phrase[-1:]), rejected)  # the last stated answer wins
+    stated = [m for m in _PHRASE.finditer(text) if _letters(m.groups())[0] not in rejected]
+    if stated:  # the last stated answer wins, with any letters joined to it ("选项B和C", "options B and C")
+        last = stated[-1]
+        picked = {_letters(last.groups())[0]}
+        picked.update(_MORE_LETTERS.findall(_MORE_LETTERS_RUN.match(text, last.end()).group(0)))
+        return ChoiceRead(frozenset(picked), rejected)
     lead = _LEADING.match(core)
     if lead:
         letter = lead.group(1) or lead.group(2)
