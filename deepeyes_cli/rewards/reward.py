@@ -8,7 +8,8 @@ for sources with ``search_penalty`` whose trajectory wrote a ``<tool_call>``. A 
 answer, or one at or over the length limit, scores acc = 0 without asking the judge (the
 original asked its judge about a missing answer too, with "None" as the prediction). When
 the judge cannot answer, ``accuracy`` and ``score`` are None and ``unjudged`` says why:
-never a silent 0.
+never a silent 0. The same holds for a rollout the backend broke (``end_reason="error"``)
+and a sample without a ground truth.
 """
 
 from __future__ import annotations
@@ -89,7 +90,9 @@ class RewardScorer:
                            answer_char_limit=cfg.answer_char_limit if rule.answer_length_limit else None)
         matching = rule.matching or cfg.matching
         prep = Prepared(sample.data_source, key, rule, fmt, None, None)
-        if fmt.answer is None:
+        if traj.end_reason == "error":  # infrastructure failed, not the model: no reward either way
+            prep.unscorable = f"the rollout failed: {traj.metadata.get('error', 'backend error')}"
+        elif fmt.answer is None:
             prep.verdict = Verdict(False, "no_answer")
         elif any(v.rule == "answer_too_long" for v in fmt.violations):
             prep.verdict = Verdict(False, "answer_too_long")

@@ -63,6 +63,13 @@ def test_undecided_answer_without_a_judge_is_unjudged_never_zero() -> None:
     assert b.format == 1.0 and b.unjudged_reason
 
 
+def test_rollout_that_failed_in_the_backend_is_unjudged_not_punished() -> None:
+    traj = make_trajectory([CODE], answer="B")
+    traj.end_reason, traj.metadata["error"] = "error", "vLLM engine died"
+    b = score(traj)
+    assert b.unjudged and b.score is None and "vLLM engine died" in (b.unjudged_reason or "")
+
+
 def test_sample_without_ground_truth_is_unjudged() -> None:
     b = score(make_trajectory([answer_turn("ok", "B")], answer=None))
     assert b.unjudged and "ground-truth" in (b.unjudged_reason or "")
