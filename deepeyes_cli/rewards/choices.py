@@ -64,7 +64,8 @@ def read_choice(prediction: str) -> ChoiceRead:
     if stated:  # the last stated answer wins, with any letters joined to it ("选项B和C", "options B and C")
         last = stated[-1]
         picked = {_letters(last.groups())[0]}
-        picked.update(_MORE_LETTERS.findall(_MORE_LETTERS_RUN.match(text, last.end()).group(0)))
+        run = _MORE_LETTERS_RUN.match(text, last.end())  # always matches, maybe empty
+        picked.update(_MORE_LETTERS.findall(run.group(0) if run else ""))
         return ChoiceRead(frozenset(picked), rejected)
     lead = _LEADING.match(core)
     if lead:
