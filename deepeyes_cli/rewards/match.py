@@ -112,7 +112,8 @@ def _yes_no(text: str, whole: bool) -> bool | None:
         if whole and len(words) > 1:
             return None
         yes, no = first in _YES_EN, first in _NO_EN
-        if (yes or no) and not (set(words[1:]) & ((_NO_EN if yes else _YES_EN) | {"not", "sure", "idea"})):
+        # "Yes, but no …" or "No idea" is a hedge; "No, it is not." is a plain no.
+        if (yes or no) and not (set(words[1:]) & ((_NO_EN | {"not"} if yes else _YES_EN) | {"sure", "idea"})):
             return yes
         if words and s[:1].isascii():
             return None
