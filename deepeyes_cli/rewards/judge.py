@@ -197,6 +197,9 @@ class Judge:
                 return self._model
             except (openai.AuthenticationError, openai.PermissionDeniedError) as e:
                 raise self._config_error(e) from e
+            except openai.NotFoundError as e:
+                raise JudgeError(f"{self.config.base_url} has no /models route: {_describe(e)}",
+                                 hint="base_url usually ends in /v1; or set reward.judge.model") from e
             except (openai.APIConnectionError, openai.APIStatusError) as e:
                 if attempt == self.config.max_retries:
                     raise JudgeError(f"judge endpoint {self.config.base_url} did not list its models: {_describe(e)}",

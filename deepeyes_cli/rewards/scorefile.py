@@ -102,8 +102,12 @@ def _read_journal(path: Path) -> dict[int, tuple[str, dict[str, Any]]]:
     for line in path.read_text(encoding="utf-8").splitlines(keepends=True):
         if not line.endswith("\n"):
             break  # torn last line of a killed run: that record is scored again
-        entry = json.loads(line)
-        done[int(entry["line"])] = (str(entry["id"]), entry["reward"])
+        try:
+            entry = json.loads(line)
+            done[int(entry["line"])] = (str(entry["id"]), dict(entry["reward"]))
+        except (ValueError, KeyError, TypeError) as e:
+            raise InputError(f"{path} is damaged: {e}",
+                             hint="delete it to score the unfinished records from the start") from e
     return done
 
 
@@ -126,12 +130,13 @@ def judge_file(scorer: RewardScorer, input_path: Path, output_path: Path | None 
         raise InputError(f"no such trajectory file: {input_path}", hint="pass a .jsonl written by the agent loop")
     output = output_path or input_path
     summary = JudgeSummary(input_path, output)
+    output.parent.mkdir(parents=True, exist_ok=True)
     lock = FileLock(str(output.with_name(output.name + ".lock")), timeout=0)
     try:
         lock.acquire()
     except Timeout as e:
         raise InputError(f"{output} is being scored by another process",
-                         hint="wait for it to finish; a finished run leaves no .lock holder") from e
+                         hint="wait for it to finish, or write somewhere else with -o") from e
     try:
         try:
             trajs = list(read_jsonl(input_path))
@@ -200,7 +205,6 @@ async def _score_chunks(scorer: RewardScorer, trajs: list[Trajectory], todo: lis
 
 def _write_output(trajs: list[Trajectory], input_path: Path, output: Path) -> None:
     src_dir, dst_dir = input_path.resolve().parent, output.resolve().parent
-    output.parent.mkdir(parents=True, exist_ok=True)
     tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
     try:
         with open(tmp, "w", encoding="utf-8") as f:
