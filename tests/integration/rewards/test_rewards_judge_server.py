@@ -104,6 +104,14 @@ def test_bad_api_key_is_a_configuration_error() -> None:
         assert "api_key" in (e.value.hint or "")
 
 
+def test_base_url_without_v1_is_a_configuration_error() -> None:
+    with FakeOpenAI(grade) as fake:
+        judge = Judge(JudgeConfig(base_url=fake.base_url.removesuffix("/v1"), api_key="x"), None)
+        with pytest.raises(JudgeError) as e:
+            ask(judge, REQS[:1])
+        assert "/v1" in (e.value.hint or "") and not fake.requests
+
+
 def test_concurrency_limit() -> None:
     lock, state = threading.Lock(), {"now": 0, "peak": 0}
 
