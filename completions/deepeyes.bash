@@ -4,15 +4,16 @@ _deepeyes() {
   local path="deepeyes" i
   for ((i = 1; i < COMP_CWORD; i++)); do
     case "$path ${COMP_WORDS[i]}" in
-      "deepeyes completions"|"deepeyes model"|"deepeyes recipes"|"deepeyes search"|"deepeyes completions show"|"deepeyes completions write"|"deepeyes model build-tiny"|"deepeyes model check"|"deepeyes recipes cp"|"deepeyes recipes ls"|"deepeyes recipes show"|"deepeyes recipes validate"|"deepeyes search cache"|"deepeyes search image"|"deepeyes search index"|"deepeyes search serve"|"deepeyes search text"|"deepeyes search cache export"|"deepeyes search cache import"|"deepeyes search cache prune"|"deepeyes search cache stats") path="$path ${COMP_WORDS[i]}" ;;
+      "deepeyes completions"|"deepeyes judge"|"deepeyes model"|"deepeyes recipes"|"deepeyes search"|"deepeyes completions show"|"deepeyes completions write"|"deepeyes model build-tiny"|"deepeyes model check"|"deepeyes recipes cp"|"deepeyes recipes ls"|"deepeyes recipes show"|"deepeyes recipes validate"|"deepeyes search cache"|"deepeyes search image"|"deepeyes search index"|"deepeyes search serve"|"deepeyes search text"|"deepeyes search cache export"|"deepeyes search cache import"|"deepeyes search cache prune"|"deepeyes search cache stats") path="$path ${COMP_WORDS[i]}" ;;
     esac
   done
   local cmds="" opts="" recipe_opts=""
   case "$path" in
-    "deepeyes") cmds="completions model recipes search"; opts="--version -V --debug --help -h"; recipe_opts="" ;;
+    "deepeyes") cmds="completions judge model recipes search"; opts="--version -V --debug --help -h"; recipe_opts="" ;;
     "deepeyes completions") cmds="show write"; opts="--help -h"; recipe_opts="" ;;
     "deepeyes completions show") cmds=""; opts="--help -h"; recipe_opts="" ;;
     "deepeyes completions write") cmds=""; opts="--help -h"; recipe_opts="" ;;
+    "deepeyes judge") cmds=""; opts="--rescore --dry-run --help -h --recipe -r --output -o --run-dir"; recipe_opts="--recipe -r" ;;
     "deepeyes model") cmds="build-tiny check"; opts="--help -h"; recipe_opts="" ;;
     "deepeyes model build-tiny") cmds=""; opts="--force --help -h --out -o --seed"; recipe_opts="" ;;
     "deepeyes model check") cmds=""; opts="--dry-run --help -h --recipe -r --image --question --max-new-tokens --run-dir"; recipe_opts="--recipe -r" ;;

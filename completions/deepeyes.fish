@@ -3,7 +3,7 @@ function __deepeyes_path
     set -l path deepeyes
     for w in (commandline -opc)[2..-1]
         switch "$path $w"
-            case 'deepeyes completions' 'deepeyes model' 'deepeyes recipes' 'deepeyes search' 'deepeyes completions show' 'deepeyes completions write' 'deepeyes model build-tiny' 'deepeyes model check' 'deepeyes recipes cp' 'deepeyes recipes ls' 'deepeyes recipes show' 'deepeyes recipes validate' 'deepeyes search cache' 'deepeyes search image' 'deepeyes search index' 'deepeyes search serve' 'deepeyes search text' 'deepeyes search cache export' 'deepeyes search cache import' 'deepeyes search cache prune' 'deepeyes search cache stats'
+            case 'deepeyes completions' 'deepeyes judge' 'deepeyes model' 'deepeyes recipes' 'deepeyes search' 'deepeyes completions show' 'deepeyes completions write' 'deepeyes model build-tiny' 'deepeyes model check' 'deepeyes recipes cp' 'deepeyes recipes ls' 'deepeyes recipes show' 'deepeyes recipes validate' 'deepeyes search cache' 'deepeyes search image' 'deepeyes search index' 'deepeyes search serve' 'deepeyes search text' 'deepeyes search cache export' 'deepeyes search cache import' 'deepeyes search cache prune' 'deepeyes search cache stats'
                 set path $path $w
         end
     end
@@ -11,6 +11,7 @@ function __deepeyes_path
 end
 complete -c deepeyes -f
 complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes"' -a 'completions' -d 'Print or write shell completion scripts (bash, zsh, fish).'
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes"' -a 'judge' -d 'Score trajectories: format rules, answer-matching rules, then the cached LLM judge.'
 complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes"' -a 'model' -d 'Build the tiny offline model; load and smoke-test any Qwen2.5-VL checkpoint.'
 complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes"' -a 'recipes' -d 'List, show, copy and validate recipes.'
 complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes"' -a 'search' -d 'Search the web by text or image through the cache; build offline indexes; serve a shared cache.'
@@ -29,6 +30,16 @@ complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes completions show"' -
 complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes completions write"' -l help
 complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes completions write"' -s h
 complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes completions write"' -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes judge"' -l rescore
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes judge"' -l dry-run
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes judge"' -l help
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes judge"' -s h
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes judge"' -l recipe -r -a '32b 7b tiny (__fish_complete_suffix .yaml)'
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes judge"' -s r -r -a '32b 7b tiny (__fish_complete_suffix .yaml)'
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes judge"' -l output -r -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes judge"' -s o -r -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes judge"' -l run-dir -r -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes judge"' -F
 complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes model"' -a 'build-tiny' -d 'Build the random-weight tiny Qwen2.5-VL (what `model.path: builtin:tiny` uses).'
 complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes model"' -a 'check' -d 'Load the recipes model through the one loader and generate once: a smoke test for a checkpoint.'
 complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes model"' -l help

@@ -55,3 +55,7 @@ class BackendError(DeepeyesError):
 
 class InputError(DeepeyesError):
     """A user-supplied file or argument is unusable (missing image, empty question …)."""
+
+
+class JudgeError(DeepeyesError):
+    """The LLM judge or its cache is misconfigured or unreachable in a way retries cannot fix."""

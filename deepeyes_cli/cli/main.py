@@ -15,7 +15,7 @@ from typing import Annotated
 import typer
 
 from deepeyes_cli import __version__
-from deepeyes_cli.cli import completions, model, recipes, search
+from deepeyes_cli.cli import completions, judge, model, recipes, search
 
 app = typer.Typer(
     name="deepeyes",
@@ -30,6 +30,7 @@ app.add_typer(recipes.app, name="recipes")
 app.add_typer(model.app, name="model")
 app.add_typer(completions.app, name="completions")
 app.add_typer(search.app, name="search")
+app.command("judge")(judge.judge)
 
 _DEBUG = {"on": bool(os.environ.get("DEEPEYES_DEBUG"))}
 
