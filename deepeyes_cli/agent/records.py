@@ -1,0 +1,86 @@
+"""Between the loop's working state and the trajectory record: tasks in, messages and
+events out."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal
+
+from deepeyes_cli.agent.protocol.render import is_image
+from deepeyes_cli.agent.trajectory import ImagePart, ImageRef, Message, Sample, TextPart, Trajectory, TurnRecord
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from PIL.Image import Image
+
+    from deepeyes_cli.policy.base import ChatMessage
+
+
+@dataclass
+class Task:
+    """One question to run: the sample and its images (PIL, in order)."""
+
+    sample: Sample
+    images: list[Image] = field(default_factory=list)
+
+    @classmethod
+    def from_sample(cls, sample: Sample, base_dir: str | Path | None = None) -> Task:
+        return cls(sample, [ref.load(base_dir) for ref in sample.images])
+
+
+def sample_id(question: str, images: Sequence[Image]) -> str:
+    """A stable id for an ad-hoc question (same question and image sizes, same id)."""
+    h = hashlib.sha256(question.encode())
+    for im in images:
+        h.update(f"{im.width}x{im.height}".encode())
+        h.update(im.resize((8, 8)).tobytes())
+    return "ask-" + h.hexdigest()[:12]
+
+
+class ImageRefs:
+    """PIL images to :class:`ImageRef` (inline PNG), each image encoded once."""
+
+    def __init__(self) -> None:
+        self._refs: dict[int, tuple[Image, ImageRef]] = {}
+
+    def ref(self, image: Image) -> ImageRef:
+        hit = self._refs.get(id(image))
+        if hit is not None and hit[0] is image:
+            return hit[1]
+        ref = ImageRef.from_pil(image, inline=True)
+        self._refs[id(image)] = (image, ref)
+        return ref
+
+    def message(self, chat: ChatMessage) -> Message:
+        parts: list[TextPart | ImagePart] = [
+            ImagePart(image=self.ref(p)) if is_image(p) else TextPart(text=p)  # type: ignore[arg-type]
+            for p in chat.content if is_image(p) or p]
+        return Message(role=chat.role, content=parts)
+
+
+EventKind = Literal["start", "assistant", "observation", "end"]
+
+
+@dataclass
+class LoopEvent:
+    """What the loop reports as a trajectory advances (``ask`` streams these)."""
+
+    kind: EventKind
+    trajectory: Trajectory
+    turn: TurnRecord | None = None
+    message: Message | None = None
+    images: list[Image] = field(default_factory=list)  # the message's images, as PIL
+
+
+Observer = Callable[[LoopEvent], None]
+
+
+def count_issues(traj: Trajectory) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for turn in traj.turns:
+        for issue in turn.parse_issues:
+            counts[issue] = counts.get(issue, 0) + 1
+    return counts
