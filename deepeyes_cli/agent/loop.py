@@ -64,7 +64,10 @@ class _Run:
         self.rt, self.cfg, self.observer = rt, rt.cfg, observer
         self.images = [normalize_image(im, self.cfg.image_max_pixels) for im in task.images]
         self.refs = ImageRefs()
-        self.traj = Trajectory(id=uuid.uuid4().hex, sample=task.sample, backend=rt.policy.name,
+        sample = task.sample
+        if not sample.images and self.images:  # record the inputs (encoded once, shared with the messages)
+            sample = sample.model_copy(update={"images": [self.refs.ref(im) for im in self.images]})
+        self.traj = Trajectory(id=uuid.uuid4().hex, sample=sample, backend=rt.policy.name,
                                model=getattr(rt.policy, "model_name", None), recipe_digest=rt.recipe_digest,
                                metadata={"tools": sorted(rt.tools)})
         self.chat = obs.initial_messages(rt.system_prompt, task.sample.question, self.images, rt.instruction)

@@ -15,7 +15,7 @@ from typing import Annotated
 import typer
 
 from deepeyes_cli import __version__
-from deepeyes_cli.cli import completions, model, recipes
+from deepeyes_cli.cli import ask, completions, model, recipes, view
 
 app = typer.Typer(
     name="deepeyes",
@@ -29,6 +29,8 @@ app = typer.Typer(
 app.add_typer(recipes.app, name="recipes")
 app.add_typer(model.app, name="model")
 app.add_typer(completions.app, name="completions")
+app.command("ask")(ask.ask)
+app.command("view")(view.view)
 
 _DEBUG = {"on": bool(os.environ.get("DEEPEYES_DEBUG"))}
 

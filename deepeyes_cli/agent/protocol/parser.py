@@ -159,3 +159,19 @@ def parse_turn(text: str, tools: Mapping[str, Tool]) -> ParsedTurn:
     if calls:
         return _parse_tool_call(calls[-1], tools, issues)
     return ParsedTurn("none", issues=[*issues, "no_action"], feedback=tags.FEEDBACK["no_action"])
+
+
+_SEGMENT_TAGS = re.compile(r"(</?(?:think|code|tool_call|answer)>)")
+
+
+def split_segments(text: str) -> list[tuple[str, str]]:
+    """An assistant turn as ``(kind, text)`` pieces for display: kind is ``think``,
+    ``code``, ``tool_call``, ``answer`` or ``text`` (outside any tag); tags are dropped."""
+    out: list[tuple[str, str]] = []
+    kind = "text"
+    for piece in _SEGMENT_TAGS.split(text):
+        if _SEGMENT_TAGS.fullmatch(piece):
+            kind = "text" if piece.startswith("</") else piece.strip("<>")
+        elif piece.strip():
+            out.append((kind, piece.strip("\n")))
+    return out
