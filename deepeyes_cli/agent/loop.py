@@ -130,6 +130,7 @@ class _Run:
             return self._end("error", f"{type(e).__name__}: {e}")
         finally:
             self.traj.wall_s = round(time.perf_counter() - start, 6)
+            self.traj.model = self.traj.model or getattr(self.rt.policy, "model_name", None)  # known after a call
             self.traj.metadata["parse_issues"] = count_issues(self.traj)
             await self._close_session()
             self._emit("end")

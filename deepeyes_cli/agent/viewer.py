@@ -66,8 +66,9 @@ def _parts(msg: Message, base_dir: Path) -> list[dict[str, Any]]:
 def _view(traj: Trajectory, base_dir: Path) -> _View:
     turn_of: dict[int, TurnRecord] = {t.message_index: t for t in traj.turns if t.message_index is not None}
     tools = sorted({t.tool for t in traj.turns if t.tool})
+    # errors: backend or tool failures and malformed turns (a turn without any action is not one)
     has_error = bool(traj.metadata.get("error")) or traj.end_reason in ("error", "tool_fatal") or any(
-        t.errors or t.parse_issues for t in traj.turns)
+        t.errors or set(t.parse_issues) - {"no_action"} for t in traj.turns)
     view = _View(traj, tools, has_error)
     for i, msg in enumerate(traj.messages):
         if msg.role == "user" and i > 0 and any(m.role == "assistant" for m in traj.messages[:i]):

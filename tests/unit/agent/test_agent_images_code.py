@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from deepeyes_cli.agent.protocol.images import image_token_count, load_image, normalize_image, smart_resize
+from deepeyes_cli.agent.protocol.images import load_image, normalize_image
 from deepeyes_cli.agent.protocol.indentation import fix_indentation
 from deepeyes_cli.errors import InputError
 from deepeyes_cli.tools.base import ToolContext
@@ -75,16 +75,6 @@ def test_huge_jpeg_is_decoded_at_reduced_scale(tmp_path: Path) -> None:
     (tmp_path / "huge.jpg").write_bytes(buf.getvalue())
     img = load_image(tmp_path / "huge.jpg", 200_704)
     assert img.width * img.height <= 200_704 and img.getpixel((5, 5))[2] > 150
-
-
-def test_smart_resize_agrees_with_the_processor() -> None:
-    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize as reference
-
-    for h, w in [(480, 640), (32, 6400), (3000, 4000), (50, 50), (1080, 1920), (333, 777)]:
-        for lo, hi in [(3136, 200704), (3136, 12845056)]:
-            assert smart_resize(h, w, lo, hi) == reference(h, w, factor=28, min_pixels=lo, max_pixels=hi)
-    assert image_token_count(640, 480, 3136, 200704) == (smart_resize(480, 640, 3136, 200704)[0] // 28) * (
-        smart_resize(480, 640, 3136, 200704)[1] // 28)
 
 
 def test_fix_indentation_replicates_the_side_effect() -> None:
