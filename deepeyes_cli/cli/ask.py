@@ -108,7 +108,9 @@ def ask(
     """Ask a question about images: the model thinks, runs code, searches and answers.
 
     Each turn streams to stderr; the answer is the last line on stdout."""
+    import contextlib
     import json
+    import sys
 
     from deepeyes_cli.agent.ask import ask as run_ask
     from deepeyes_cli.agent.ask import load_question, record_for_stdout
@@ -134,10 +136,13 @@ def ask(
     task = load_question(images, question, r.agent.image_max_pixels)
     from deepeyes_cli.policy.factory import make_policy
 
-    with err_console.status(f"loading the {r.policy.backend} policy …"):
-        policy = make_policy(r)
-    traj = run_ask(r, task, policy, observer=TurnPrinter(stage.run_dir.path / "images"),
-                   recipe_digest=stage.resolved.digest)
+    # stdout carries only the answer (or the record): libraries that print while loading
+    # (DeepSpeed's accelerator notice …) are sent to stderr
+    with contextlib.redirect_stdout(sys.stderr):
+        with err_console.status(f"loading the {r.policy.backend} policy …"):
+            policy = make_policy(r)
+        traj = run_ask(r, task, policy, observer=TurnPrinter(stage.run_dir.path / "images"),
+                       recipe_digest=stage.resolved.digest)
     out = stage.run_dir.path / "trajectories.jsonl"
     append_jsonl(out, [traj])
     if save is not None:

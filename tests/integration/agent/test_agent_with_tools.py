@@ -89,7 +89,7 @@ def test_errors_in_code_are_shown_and_the_trajectory_goes_on() -> None:
 @needs_sandbox
 @pytest.mark.parametrize(("overrides", "reason"), [
     (("agent.max_images=3",), "max_images"),
-    (("agent.max_context_tokens=700",), "context_limit"),
+    (("agent.max_context_tokens=1500",), "context_limit"),
     (("agent.max_turns=2",), "max_turns"),
 ])
 def test_limits_end_trajectories_with_the_right_reason(overrides: tuple[str, ...], reason: str) -> None:
@@ -123,7 +123,8 @@ def test_ask_tiny_end_to_end_with_real_tools(cli, tmp_path: Path) -> None:
     out = cli("ask", str(PHOTO), "What does the sign say?", "--recipe", "tiny", "--json", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     record = json.loads(out.stdout)
-    assert record["end_reason"] and record["metadata"]["tools"] == ["code", "image_search", "search"]
+    assert record["end_reason"] and {"code", "search"} <= set(record["metadata"]["tools"])
+    assert out.stdout.count("\n") == 1  # nothing but the record on stdout
 
 
 @needs_sandbox
