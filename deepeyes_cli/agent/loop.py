@@ -64,10 +64,7 @@ class _Run:
         self.rt, self.cfg, self.observer = rt, rt.cfg, observer
         self.images = [normalize_image(im, self.cfg.image_max_pixels) for im in task.images]
         self.refs = ImageRefs()
-        sample = task.sample
-        if not sample.images and self.images:  # record the inputs (encoded once, shared with the messages)
-            sample = sample.model_copy(update={"images": [self.refs.ref(im) for im in self.images]})
-        self.traj = Trajectory(id=uuid.uuid4().hex, sample=sample, backend=rt.policy.name,
+        self.traj = Trajectory(id=uuid.uuid4().hex, sample=task.sample, backend=rt.policy.name,
                                model=getattr(rt.policy, "model_name", None), recipe_digest=rt.recipe_digest,
                                metadata={"tools": sorted(rt.tools)})
         self.chat = obs.initial_messages(rt.system_prompt, task.sample.question, self.images, rt.instruction)
@@ -119,6 +116,9 @@ class _Run:
         return out[0] if out else Completion("", "error", error="the backend returned nothing")
 
     async def run(self) -> Trajectory:
+        if not self.traj.sample.images and self.images:  # record the inputs (encoded once, off the loop)
+            refs = await asyncio.to_thread(lambda: [self.refs.ref(im) for im in self.images])
+            self.traj.sample = self.traj.sample.model_copy(update={"images": refs})
         for m in self.chat:
             await self._append(m, record_only=True)
         self._emit("start")

@@ -4,6 +4,8 @@ events out."""
 from __future__ import annotations
 
 import hashlib
+import threading
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
@@ -41,18 +43,27 @@ def sample_id(question: str, images: Sequence[Image]) -> str:
 
 
 class ImageRefs:
-    """PIL images to :class:`ImageRef` (inline PNG), each image encoded once."""
+    """PIL images to :class:`ImageRef` (inline PNG). Each image object is encoded once per
+    process: the rollouts of one prompt (GRPO samples 16) share their input images."""
 
-    def __init__(self) -> None:
-        self._refs: dict[int, tuple[Image, ImageRef]] = {}
+    _shared: dict[int, tuple[weakref.ref[Image], ImageRef]] = {}
+    _lock = threading.Lock()
 
     def ref(self, image: Image) -> ImageRef:
-        hit = self._refs.get(id(image))
-        if hit is not None and hit[0] is image:
+        key = id(image)
+        with self._lock:
+            hit = self._shared.get(key)
+        if hit is not None and hit[0]() is image:
             return hit[1]
         ref = ImageRef.from_pil(image, inline=True)
-        self._refs[id(image)] = (image, ref)
+        with self._lock:
+            self._shared[key] = (weakref.ref(image, lambda _r, k=key: ImageRefs._forget(k)), ref)
         return ref
+
+    @classmethod
+    def _forget(cls, key: int) -> None:
+        with cls._lock:
+            cls._shared.pop(key, None)
 
     def message(self, chat: ChatMessage) -> Message:
         parts: list[TextPart | ImagePart] = [

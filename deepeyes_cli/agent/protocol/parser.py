@@ -14,6 +14,7 @@ except for a turn without any action, whose handling the recipe chooses.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Mapping
@@ -76,17 +77,31 @@ def extract_code(block: str) -> str | None:
     return found[-1] if found else None
 
 
-def _schema_problem(schema: Mapping[str, Any], args: dict[str, Any]) -> str | None:
+@functools.lru_cache(maxsize=256)
+def _validator(schema_json: str) -> Any:
+    """A compiled validator per schema (checking the schema itself is the slow part)."""
     import jsonschema
 
+    schema = json.loads(schema_json)
     try:
-        jsonschema.validate(args, dict(schema))
-    except jsonschema.ValidationError as e:
-        where = ".".join(str(p) for p in e.absolute_path)
-        return f"{where + ': ' if where else ''}{e.message}"
+        cls = jsonschema.validators.validator_for(schema)
+        cls.check_schema(schema)
     except jsonschema.SchemaError:
         return None  # a tool with a broken schema: let the tool judge its arguments
-    return None
+    return cls(schema)
+
+
+def _schema_problem(schema: Mapping[str, Any], args: dict[str, Any]) -> str | None:
+    from jsonschema.exceptions import best_match
+
+    validator = _validator(json.dumps(schema, sort_keys=True))
+    if validator is None:
+        return None
+    error = best_match(validator.iter_errors(args))
+    if error is None:
+        return None
+    where = ".".join(str(p) for p in error.absolute_path)
+    return f"{where + ': ' if where else ''}{error.message}"
 
 
 def _parse_tool_call(raw: str, tools: Mapping[str, Tool], issues: list[str]) -> ParsedTurn:
