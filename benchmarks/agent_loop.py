@@ -32,10 +32,9 @@ ANSWER = "That settles it.</think>\n<answer>STOP</answer>"
 class SleepingSearch:
     name = "search"
     description = "Sleeps, then returns a short result."
-    parameters: dict[str, Any] = {"type": "object", "properties": {"query": {"type": "string"}}, "required": ["query"]}
-
     def __init__(self, sleep_s: float) -> None:
         self.sleep_s = sleep_s
+        self.parameters = {"type": "object", "properties": {"query": {"type": "string"}}, "required": ["query"]}
 
     async def __call__(self, args: dict[str, Any], ctx: ToolContext) -> ToolResult:
         await asyncio.sleep(self.sleep_s)

@@ -4,12 +4,13 @@ _deepeyes() {
   local path="deepeyes" i
   for ((i = 1; i < COMP_CWORD; i++)); do
     case "$path ${COMP_WORDS[i]}" in
-      "deepeyes completions"|"deepeyes model"|"deepeyes recipes"|"deepeyes completions show"|"deepeyes completions write"|"deepeyes model build-tiny"|"deepeyes model check"|"deepeyes recipes cp"|"deepeyes recipes ls"|"deepeyes recipes show"|"deepeyes recipes validate") path="$path ${COMP_WORDS[i]}" ;;
+      "deepeyes ask"|"deepeyes completions"|"deepeyes model"|"deepeyes recipes"|"deepeyes view"|"deepeyes completions show"|"deepeyes completions write"|"deepeyes model build-tiny"|"deepeyes model check"|"deepeyes recipes cp"|"deepeyes recipes ls"|"deepeyes recipes show"|"deepeyes recipes validate") path="$path ${COMP_WORDS[i]}" ;;
     esac
   done
   local cmds="" opts="" recipe_opts=""
   case "$path" in
-    "deepeyes") cmds="completions model recipes"; opts="--version -V --debug --help -h"; recipe_opts="" ;;
+    "deepeyes") cmds="ask completions model recipes view"; opts="--version -V --debug --help -h"; recipe_opts="" ;;
+    "deepeyes ask") cmds=""; opts="--json --dry-run --help -h --recipe -r --model -m --backend --url --max-turns --save --run-dir"; recipe_opts="--recipe -r" ;;
     "deepeyes completions") cmds="show write"; opts="--help -h"; recipe_opts="" ;;
     "deepeyes completions show") cmds=""; opts="--help -h"; recipe_opts="" ;;
     "deepeyes completions write") cmds=""; opts="--help -h"; recipe_opts="" ;;
@@ -21,6 +22,7 @@ _deepeyes() {
     "deepeyes recipes ls") cmds=""; opts="--help -h"; recipe_opts="" ;;
     "deepeyes recipes show") cmds=""; opts="--json --sources --help -h"; recipe_opts="" ;;
     "deepeyes recipes validate") cmds=""; opts="--help -h"; recipe_opts="" ;;
+    "deepeyes view") cmds=""; opts="--help -h --out -o"; recipe_opts="" ;;
   esac
   if [[ -n "$recipe_opts" && " $recipe_opts " == *" $prev "* ]]; then
     COMPREPLY=( $(compgen -W "32b 7b tiny" -- "$cur") $(compgen -f -X '!*.y*ml' -- "$cur") )

@@ -3,15 +3,24 @@ events out."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import threading
 import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 from deepeyes_cli.agent.protocol.render import is_image
-from deepeyes_cli.agent.trajectory import ImagePart, ImageRef, Message, Sample, TextPart, Trajectory, TurnRecord
+from deepeyes_cli.agent.trajectory import (
+    ImagePart,
+    ImageRef,
+    Message,
+    Sample,
+    TextPart,
+    Trajectory,
+    TurnRecord,
+)
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -46,8 +55,8 @@ class ImageRefs:
     """PIL images to :class:`ImageRef` (inline PNG). Each image object is encoded once per
     process: the rollouts of one prompt (GRPO samples 16) share their input images."""
 
-    _shared: dict[int, tuple[weakref.ref[Image], ImageRef]] = {}
-    _lock = threading.Lock()
+    _shared: ClassVar[dict[int, tuple[weakref.ref[Image], ImageRef]]] = {}
+    _lock: ClassVar[threading.Lock] = threading.Lock()
 
     def ref(self, image: Image) -> ImageRef:
         key = id(image)
@@ -57,11 +66,11 @@ class ImageRefs:
             return hit[1]
         ref = ImageRef.from_pil(image, inline=True)
         with self._lock:
-            self._shared[key] = (weakref.ref(image, lambda _r, k=key: ImageRefs._forget(k)), ref)
+            self._shared[key] = (weakref.ref(image, functools.partial(ImageRefs._forget, key)), ref)
         return ref
 
     @classmethod
-    def _forget(cls, key: int) -> None:
+    def _forget(cls, key: int, _ref: object = None) -> None:
         with cls._lock:
             cls._shared.pop(key, None)
 

@@ -88,7 +88,7 @@ class TransformersPolicy:
             self._worker = loop.create_task(self._serve())
         assert self._queue is not None
         futures = [loop.create_future() for _ in conversations]
-        for conv, fut in zip(conversations, futures):
+        for conv, fut in zip(conversations, futures, strict=True):
             self._queue.put_nowait(_Request(conv, params, fut))
         return list(await asyncio.gather(*futures))
 
@@ -118,7 +118,7 @@ class TransformersPolicy:
                 except Exception as e:  # a failed batch fails its requests, not the server
                     log.exception("generation failed")
                     results = [Completion("", "error", error=f"{type(e).__name__}: {e}") for _ in live]
-                for req, res in zip(live, results):
+                for req, res in zip(live, results, strict=True):
                     if not req.future.done():
                         req.future.set_result(res)
 

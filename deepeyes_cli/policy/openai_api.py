@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import io
 import weakref
 from collections.abc import Sequence
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from deepeyes_cli.agent.protocol.render import is_image, sanitize
-from deepeyes_cli.policy.base import Completion, Conversation, SamplingParams
+from deepeyes_cli.policy.base import Completion, Conversation, FinishReason, SamplingParams
 from deepeyes_cli.policy.stops import restore_dropped_stop
 
 if TYPE_CHECKING:
@@ -66,8 +67,11 @@ class OpenAIPolicy:
         fmt = "JPEG" if self.image_format == "jpeg" else "PNG"
         image.save(buf, format=fmt, **({"quality": 95} if fmt == "JPEG" else {}))
         url = f"data:image/{fmt.lower()};base64,{base64.b64encode(buf.getvalue()).decode()}"
-        self._urls[key] = (weakref.ref(image, lambda _r, k=key: self._urls.pop(k, None)), url)
+        self._urls[key] = (weakref.ref(image, functools.partial(self._forget, key)), url)
         return url
+
+    def _forget(self, key: int, _ref: object = None) -> None:
+        self._urls.pop(key, None)
 
     def messages(self, conversation: Conversation) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
@@ -132,7 +136,7 @@ class OpenAIPolicy:
                     text += stop
             elif params.include_stop_str_in_output:
                 text, stop = restore_dropped_stop(text, params.stop)
-        finish = "length" if choice.finish_reason == "length" else "stop"
+        finish: FinishReason = "length" if choice.finish_reason == "length" else "stop"
         usage = resp.usage
         meta = {"completion_tokens": usage.completion_tokens} if usage else {}
         return Completion(text, finish, stop, prompt_tokens=usage.prompt_tokens if usage else None,

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from deepeyes_cli.agent.budget import estimate_tokens
 from deepeyes_cli.errors import InputError
-from deepeyes_cli.policy.base import Completion, Conversation, SamplingParams
+from deepeyes_cli.policy.base import Completion, Conversation, FinishReason, SamplingParams
 from deepeyes_cli.policy.stops import cut_at_stop
 
 Script = Sequence[str] | Callable[[Conversation], str]
@@ -60,7 +60,7 @@ class ScriptedPolicy:
             if stop and not params.include_stop_str_in_output:
                 text = text[: len(text) - len(stop)]
             tokens = estimate_tokens(text)
-            finish = "length" if tokens > params.max_tokens else "stop"
+            finish: FinishReason = "length" if tokens > params.max_tokens else "stop"
             out.append(Completion(text, finish, stop, metadata={"completion_tokens": tokens}))
         return out
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from deepeyes_cli.agent.protocol import tags
 from deepeyes_cli.errors import BackendError
-from deepeyes_cli.policy.base import Completion, Conversation, SamplingParams
+from deepeyes_cli.policy.base import Completion, Conversation, FinishReason, SamplingParams
 from deepeyes_cli.policy.tokens import TokenIds, encode_prompt
 
 
@@ -101,10 +101,10 @@ class VLLMPolicy:
         if text.endswith(tags.IM_END):
             text = text[: -len(tags.IM_END)]
         stop = o.stop_reason if isinstance(o.stop_reason, str) else None
-        finish = "length" if o.finish_reason == "length" else "stop" if o.finish_reason == "stop" else "error"
+        finish: FinishReason = "length" if o.finish_reason == "length" else "stop" if o.finish_reason == "stop" else "error"
         logprobs = None
         if o.logprobs:
-            logprobs = [float(step[t].logprob) for t, step in zip(token_ids, o.logprobs) if t in step]
+            logprobs = [float(step[t].logprob) for t, step in zip(token_ids, o.logprobs, strict=False) if t in step]
         return Completion(text, finish, stop, token_ids, logprobs, prompt_tokens=len(final.prompt_token_ids or ids),
                           error=None if finish != "error" else f"vLLM finish_reason={o.finish_reason}")
 

@@ -35,11 +35,11 @@ class CodeTool:
     description = ("Run Python in a Jupyter-style kernel that keeps state between calls. The input images are "
                    "preloaded as PIL images image_1, image_2, ...; stdout, stderr and figures shown with "
                    "plt.show() are returned.")
-    parameters: dict[str, Any] = {"type": "object", "properties": {"code": {"type": "string"}},
-                                  "required": ["code"], "additionalProperties": False}
 
     def __init__(self, timeout_s: float = 60.0, *, fix_indentation: bool = False, show_last_expression: bool = True,
                  image_max_pixels: int = DEFAULT_IMAGE_MAX_PIXELS) -> None:
+        self.parameters: dict[str, Any] = {"type": "object", "properties": {"code": {"type": "string"}},
+                                           "required": ["code"], "additionalProperties": False}
         self.timeout_s = timeout_s
         self.fix_indentation = fix_indentation
         self.show_last_expression = show_last_expression

@@ -14,6 +14,7 @@ from PIL import Image
 from deepeyes_cli.sandbox.base import CellResult
 from deepeyes_cli.tools.base import ToolContext, ToolResult
 
+
 class InProcessSession:
     """A real (unisolated) implementation of the session contract, for tests only."""
 

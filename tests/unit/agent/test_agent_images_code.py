@@ -11,6 +11,7 @@ import zlib
 from pathlib import Path
 
 import pytest
+from agent_test_helpers import InProcessSession
 from PIL import Image
 
 from deepeyes_cli.agent.protocol.images import load_image, normalize_image
@@ -18,8 +19,6 @@ from deepeyes_cli.agent.protocol.indentation import fix_indentation
 from deepeyes_cli.errors import InputError
 from deepeyes_cli.tools.base import ToolContext
 from deepeyes_cli.tools.code import CodeTool
-
-from agent_test_helpers import InProcessSession
 
 DATA = Path(__file__).resolve().parents[2] / "data"
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from agent_test_helpers import EchoSearch, InProcessExecutor
 from PIL import Image
 
 from deepeyes_cli.agent.config import AgentConfig
@@ -20,8 +21,6 @@ from deepeyes_cli.policy.base import Completion, Conversation, SamplingParams
 from deepeyes_cli.policy.scripted import ScriptedPolicy
 from deepeyes_cli.tools.base import Tool
 from deepeyes_cli.tools.code import CodeTool
-
-from agent_test_helpers import EchoSearch, InProcessExecutor
 
 SEARCH = '<think>look it up</think>\n<tool_call>\n{"name": "search", "arguments": {"query": "q"}}\n</tool_call>'
 CODE = "<think>crop</think>\n<code>\n```python\n{}\n```\n</code>"

@@ -10,6 +10,7 @@ import json
 from typing import Any
 
 import pytest
+from agent_test_helpers import EchoSearch
 from PIL import Image
 
 from deepeyes_cli.agent.config import AgentConfig
@@ -19,8 +20,6 @@ from deepeyes_cli.agent.trajectory import Sample
 from deepeyes_cli.policy.base import ChatMessage, Conversation, SamplingParams
 from deepeyes_cli.policy.openai_api import OpenAIPolicy, wants_vllm_extensions
 from deepeyes_cli.testing.fake_openai import FakeOpenAI, Reply
-
-from agent_test_helpers import EchoSearch
 
 STOPS = ["</code>", "</tool_call>"]
 
@@ -131,3 +130,19 @@ def test_factory_errors(missing: str) -> None:
     backend = "openai" if missing == "url" else "scripted"
     with pytest.raises(BackendError, match="needs a"):
         make_policy(load_recipe("tiny", [f"policy.backend={backend}"]).recipe)
+
+
+@pytest.mark.skipif(__import__("importlib").util.find_spec("vllm") is not None, reason="vLLM is installed")
+def test_vllm_backend_without_vllm_says_what_to_install() -> None:
+    from deepeyes_cli.errors import BackendError
+    from deepeyes_cli.policy.factory import make_policy
+    from deepeyes_cli.policy.vllm_engine import engine_args
+    from deepeyes_cli.recipe.loader import load_recipe
+
+    recipe = load_recipe("7b", ["policy.backend=vllm"]).recipe
+    args = engine_args("/ckpt", recipe)
+    assert args["limit_mm_per_prompt"] == {"image": 50} and args["gpu_memory_utilization"] == 0.6
+    assert args["mm_processor_kwargs"] == {"size": {"shortest_edge": 3136, "longest_edge": 12845056}}
+    with pytest.raises(BackendError, match="needs vLLM") as e:
+        make_policy(load_recipe("tiny", ["policy.backend=vllm"]).recipe)
+    assert e.value.hint and "gpu extra" in e.value.hint

@@ -7,6 +7,7 @@ import importlib.util
 from pathlib import Path
 
 import pytest
+from agent_test_helpers import EchoSearch
 from PIL import Image
 
 from deepeyes_cli.agent.loop import AgentRuntime, run_trajectory
@@ -17,8 +18,6 @@ from deepeyes_cli.errors import InputError, ToolError
 from deepeyes_cli.policy.scripted import ScriptedPolicy
 from deepeyes_cli.recipe.loader import load_recipe
 from deepeyes_cli.tools.registry import open_toolbox
-
-from agent_test_helpers import EchoSearch
 
 
 def _open(names: list[str]) -> dict:
