@@ -81,6 +81,22 @@ class ImageRefs:
         return Message(role=chat.role, content=parts)
 
 
+def chat_messages(traj: Trajectory, base_dir: str | Path | None = None) -> list[ChatMessage]:
+    """A record's messages back as the policy saw them: images loaded, and each assistant
+    turn's generated ids and prefill restored from its turn record."""
+    from deepeyes_cli.policy.base import ChatMessage
+
+    turns = {t.message_index: t for t in traj.turns if t.message_index is not None}
+    out = []
+    for i, m in enumerate(traj.messages):
+        content: list[str | Image] = [p.image.load(base_dir) if isinstance(p, ImagePart) else p.text
+                                      for p in m.content]
+        turn = turns.get(i) if m.role == "assistant" else None
+        out.append(ChatMessage(m.role, content, token_ids=turn.completion_ids if turn else None,
+                               prefill=turn.prefill if turn else ""))
+    return out
+
+
 EventKind = Literal["start", "assistant", "observation", "end"]
 
 

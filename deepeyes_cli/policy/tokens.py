@@ -18,8 +18,11 @@ from deepeyes_cli.agent.protocol.render import prompt_images, prompt_spans
 from deepeyes_cli.errors import BackendError
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from PIL.Image import Image
 
+    from deepeyes_cli.agent.trajectory import Trajectory
     from deepeyes_cli.policy.base import Conversation
 
 
@@ -50,6 +53,24 @@ def encode_prompt(conversation: Conversation, tokenizer: Any, ids: TokenIds) -> 
         raise BackendError(f"prompt has {pads} image pads for {len(images)} images",
                            hint="an assistant turn contains image tokens; regenerate it")
     return out, images
+
+
+def trajectory_tokens(traj: Trajectory, tokenizer: Any, base_dir: str | Path | None = None
+                      ) -> tuple[list[int], list[int], list[Image]]:
+    """A whole trajectory as collapsed ids, a mask (1 on ids the model generated, 0 on the
+    prompt and observations) and its images: the sequence RL trains on, built exactly as
+    the prompts of its turns were."""
+    from deepeyes_cli.agent.records import chat_messages
+
+    ids = TokenIds(tokenizer)
+    messages = chat_messages(traj, base_dir)
+    out: list[int] = []
+    mask: list[int] = []
+    for span in prompt_spans(messages, end_id=ids.im_end, generation_prompt=False):
+        piece = tokenizer(span, add_special_tokens=False)["input_ids"] if isinstance(span, str) else span
+        out += piece
+        mask += [0 if isinstance(span, str) else 1] * len(piece)
+    return out, mask, prompt_images(messages)
 
 
 def expand_image_pads(ids: Sequence[int], grid_thw: Sequence[Sequence[int]], merge_size: int,

@@ -56,11 +56,13 @@ def render_prompt(messages: Sequence[ChatMessage], assistant_prefix: str = "") -
 
 
 def prompt_spans(messages: Sequence[ChatMessage], assistant_prefix: str = "",
-                 end_id: int | None = None) -> list[Span]:
+                 end_id: int | None = None, generation_prompt: bool = True) -> list[Span]:
     """The prompt as text spans and generated-id spans. An assistant message with
     ``token_ids`` contributes ``<|im_start|>assistant\\n{prefill}`` as text, then its ids as
     generated, then ``<|im_end|>\\n`` (just ``\\n`` when the ids already end with ``end_id``,
-    the ``<|im_end|>`` id). Adjacent text is merged, so each span is tokenized whole."""
+    the ``<|im_end|>`` id). Adjacent text is merged, so each span is tokenized whole.
+    Without ``generation_prompt`` a conversation ending with a generated turn ends with
+    its ids (a whole trajectory, as RL trains on it)."""
     spans: list[Span] = []
     text = ""
     for role, rendered, msg in _with_system(messages):
@@ -71,7 +73,11 @@ def prompt_spans(messages: Sequence[ChatMessage], assistant_prefix: str = "",
         spans.append(text + f"{tags.IM_START}assistant\n{sanitize(msg.prefill)}")  # type: ignore[union-attr]
         spans.append(list(ids))
         text = "\n" if end_id is not None and ids and ids[-1] == end_id else f"{tags.IM_END}\n"
-    spans.append(text + f"{tags.IM_START}assistant\n{sanitize(assistant_prefix)}")
+    last_generated = bool(messages) and messages[-1].role == "assistant" and messages[-1].token_ids is not None
+    if generation_prompt:
+        spans.append(text + f"{tags.IM_START}assistant\n{sanitize(assistant_prefix)}")
+    elif not last_generated:
+        spans.append(text)
     return [s for s in spans if len(s)]
 
 

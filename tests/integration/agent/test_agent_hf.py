@@ -119,3 +119,25 @@ def test_loop_on_the_tiny_model_is_deterministic(policy: TransformersPolicy) -> 
         first = traj.turns[0]
         assert first.prompt_tokens and first.completion_tokens == len(first.completion_ids or [])
         assert traj.backend == "transformers"
+
+
+def test_trajectory_tokens_rebuild_every_turns_prompt(policy: TransformersPolicy, tmp_path: Path) -> None:
+    from deepeyes_cli.agent.trajectory import append_jsonl, read_jsonl
+    from deepeyes_cli.policy.tokens import trajectory_tokens
+
+    cfg = AgentConfig(max_tokens_per_turn=16, max_turns=3, on_no_action="remind", stop=["e"])
+    rt = AgentRuntime(policy, {}, cfg, "SYS", "INSTR", min_pixels=3136, max_pixels=200704)
+    traj = asyncio.run(run_trajectories([Task(Sample(id="s", question="q?"), [_images()[0]])], rt))[0]
+    path = tmp_path / "t.jsonl"
+    append_jsonl(path, [traj])
+    back = next(read_jsonl(path))
+    ids, mask, images = trajectory_tokens(back, policy.tokenizer, tmp_path)
+    assert (ids, mask) == trajectory_tokens(traj, policy.tokenizer)[:2] and len(images) == 1
+    grid = policy.processor.image_processor(images=images, return_tensors="pt")["image_grid_thw"][0].tolist()
+    extra_pads = grid[0] * grid[1] * grid[2] // 4 - 1  # one collapsed pad stands for the whole grid
+    starts = [i for i in range(len(mask)) if mask[i] == 1 and (i == 0 or mask[i - 1] == 0)]
+    assert len(starts) == len(traj.turns) >= 2
+    for start, turn in zip(starts, traj.turns, strict=True):
+        assert ids[start:start + len(turn.completion_ids or [])] == turn.completion_ids
+        assert start + extra_pads == turn.prompt_tokens  # exactly the prompt that turn was generated from
+    assert sum(mask) == sum(len(t.completion_ids or []) for t in traj.turns)
