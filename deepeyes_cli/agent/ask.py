@@ -32,14 +32,17 @@ def build_runtime(recipe: Any, policy: Policy, toolbox: Toolbox, recipe_digest: 
         min_pixels=recipe.model.min_pixels, max_pixels=recipe.model.max_pixels, recipe_digest=recipe_digest)
 
 
-def load_question(image_paths: Sequence[str | Path], question: str, max_pixels: int) -> Task:
+def load_question(image_paths: Sequence[str | Path], question: str, max_pixels: int, max_images: int = 50) -> Task:
     """Check the question and load the images (clear errors, huge images downscaled)."""
     from deepeyes_cli.agent.protocol.images import load_image
 
     if not question or not question.strip():
         raise InputError("the question is empty", hint='put the question last, e.g. deepeyes ask photo.jpg "What is it?"')
+    if len(image_paths) > max_images:
+        raise InputError(f"{len(image_paths)} images given; a trajectory holds at most {max_images}",
+                         hint="give fewer images, or raise agent.max_images")
     images: list[Image] = [load_image(p, max_pixels) for p in image_paths]
-    sample = Sample(id=sample_id(question, images), question=question.strip(), data_source="ask",
+    sample = Sample(id=sample_id(question.strip(), images), question=question.strip(), data_source="ask",
                     metadata={"images": [str(p) for p in image_paths]})
     return Task(sample, images)
 

@@ -133,7 +133,7 @@ def ask(
     if stage is None:
         return
     r = stage.recipe
-    task = load_question(images, question, r.agent.image_max_pixels)
+    task = load_question(images, question, r.agent.image_max_pixels, r.agent.max_images)
     from deepeyes_cli.policy.factory import make_policy
 
     # stdout carries only the answer (or the record): libraries that print while loading

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -74,12 +75,15 @@ class TransformersPolicy:
         self.batch_wait_s = batch_wait_s
         self.model_name = model_name
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hf-generate")
+        # the Rust tokenizer is shared by the worker thread and the loop's token counting
+        self._tokenizer_lock = threading.Lock()
         self._queue: asyncio.Queue[_Request] | None = None
         self._worker: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def count_text_tokens(self, text: str) -> int:
-        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        with self._tokenizer_lock:
+            return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     async def generate(self, conversations: Sequence[Conversation], params: SamplingParams) -> list[Completion]:
         loop = asyncio.get_running_loop()
@@ -125,7 +129,8 @@ class TransformersPolicy:
     def _generate_batch(self, conversations: Sequence[Conversation], params: SamplingParams) -> list[Completion]:
         import torch
 
-        prompts = [encode_prompt(c, self.tokenizer, self.ids) for c in conversations]
+        with self._tokenizer_lock:
+            prompts = [encode_prompt(c, self.tokenizer, self.ids) for c in conversations]
         inputs = build_model_inputs(self.model, self.processor, prompts, self.ids.endoftext)
         kwargs: dict[str, Any] = dict(
             max_new_tokens=params.max_tokens, eos_token_id=[self.ids.im_end], pad_token_id=self.ids.endoftext,

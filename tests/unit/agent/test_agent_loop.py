@@ -219,3 +219,17 @@ def test_records_round_trip_and_load_with_datasets(tmp_path: Path) -> None:
 
     ds = datasets.load_dataset("json", data_files=str(path), split="train")
     assert ds.num_rows == 2 and ds[0]["end_reason"] == "answered" and ds[1]["turns"][0]["action"] == "invalid"
+
+
+def test_load_question_checks_the_question_and_the_image_count(tmp_path: Path) -> None:
+    from deepeyes_cli.agent.ask import load_question
+    from deepeyes_cli.errors import InputError
+
+    photo = Path(__file__).resolve().parents[2] / "data" / "street_sign.jpg"
+    task = load_question([photo], "  What does it say? ", 10**7)
+    assert task.sample.question == "What does it say?" and task.images[0].size == (640, 480)
+    assert task.sample.id == load_question([photo], "What does it say?", 10**7).sample.id
+    with pytest.raises(InputError, match="question is empty"):
+        load_question([photo], " \n ", 10**7)
+    with pytest.raises(InputError, match="3 images given; a trajectory holds at most 2"):
+        load_question([photo] * 3, "q?", 10**7, max_images=2)
