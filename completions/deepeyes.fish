@@ -3,23 +3,39 @@ function __deepeyes_path
     set -l path deepeyes
     for w in (commandline -opc)[2..-1]
         switch "$path $w"
-            case 'deepeyes completions' 'deepeyes judge' 'deepeyes model' 'deepeyes recipes' 'deepeyes search' 'deepeyes completions show' 'deepeyes completions write' 'deepeyes model build-tiny' 'deepeyes model check' 'deepeyes recipes cp' 'deepeyes recipes ls' 'deepeyes recipes show' 'deepeyes recipes validate' 'deepeyes search cache' 'deepeyes search image' 'deepeyes search index' 'deepeyes search serve' 'deepeyes search text' 'deepeyes search cache export' 'deepeyes search cache import' 'deepeyes search cache prune' 'deepeyes search cache stats'
+            case 'deepeyes ask' 'deepeyes completions' 'deepeyes judge' 'deepeyes model' 'deepeyes recipes' 'deepeyes search' 'deepeyes view' 'deepeyes completions show' 'deepeyes completions write' 'deepeyes model build-tiny' 'deepeyes model check' 'deepeyes recipes cp' 'deepeyes recipes ls' 'deepeyes recipes show' 'deepeyes recipes validate' 'deepeyes search cache' 'deepeyes search image' 'deepeyes search index' 'deepeyes search serve' 'deepeyes search text' 'deepeyes search cache export' 'deepeyes search cache import' 'deepeyes search cache prune' 'deepeyes search cache stats'
                 set path $path $w
         end
     end
     echo "$path"
 end
 complete -c deepeyes -f
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes"' -a 'ask' -d 'Ask a question about images: the model thinks, runs code, searches and answers.'
 complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes"' -a 'completions' -d 'Print or write shell completion scripts (bash, zsh, fish).'
 complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes"' -a 'judge' -d 'Score trajectories: format rules, answer-matching rules, then the cached LLM judge.'
 complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes"' -a 'model' -d 'Build the tiny offline model; load and smoke-test any Qwen2.5-VL checkpoint.'
 complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes"' -a 'recipes' -d 'List, show, copy and validate recipes.'
 complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes"' -a 'search' -d 'Search the web by text or image through the cache; build offline indexes; serve a shared cache.'
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes"' -a 'view' -d 'Write an HTML page to read trajectories turn by turn (images inline; filter by'
 complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes"' -l version
 complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes"' -s V
 complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes"' -l debug
 complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes"' -l help
 complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes"' -s h
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes ask"' -l json
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes ask"' -l dry-run
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes ask"' -l help
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes ask"' -s h
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes ask"' -l recipe -r -a '32b 7b tiny (__fish_complete_suffix .yaml)'
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes ask"' -s r -r -a '32b 7b tiny (__fish_complete_suffix .yaml)'
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes ask"' -l model -r -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes ask"' -s m -r -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes ask"' -l backend -r -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes ask"' -l url -r -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes ask"' -l max-turns -r -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes ask"' -l save -r -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes ask"' -l run-dir -r -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes ask"' -F
 complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes completions"' -a 'show' -d 'Print the completion script for SHELL.'
 complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes completions"' -a 'write' -d 'Write all three scripts into DIRECTORY (the repos completions/ by default).'
 complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes completions"' -l help
@@ -170,3 +186,8 @@ complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes search text"' -l top
 complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes search text"' -s k -r -F
 complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes search text"' -l run-dir -r -F
 complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes search text"' -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes view"' -l help
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes view"' -s h
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes view"' -l out -r -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes view"' -s o -r -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes view"' -F

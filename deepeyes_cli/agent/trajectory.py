@@ -25,7 +25,8 @@ if TYPE_CHECKING:
 
 SCHEMA_VERSION = 1
 
-Action = Literal["code", "search", "image_search", "answer", "invalid", "none"]
+# "tool": a <tool_call> of a tool other than search/image_search (added in schema 1, additive).
+Action = Literal["code", "search", "image_search", "answer", "invalid", "none", "tool"]
 EndReason = Literal[
     "answered",  # the model gave an <answer>
     "no_action",  # a turn with neither a tool call nor an answer
@@ -133,6 +134,12 @@ class TurnRecord(_Record):
     parse_issues: list[str] = Field(default_factory=list)  # malformed output, each with a corrective message
     errors: list[str] = Field(default_factory=list)
     completion_ids: list[int] | None = None  # generated token ids, kept as generated (RL trains on them)
+    stop_reason: str | None = None  # the stop string that ended the turn (None: EOS or a limit)
+    prefill: str = ""  # text the turn was prefilled with (start of its message, not generated)
+    logprobs: list[float] | None = None  # per generated token, where the backend gives them
+    message_index: int | None = None  # this turn's assistant message in Trajectory.messages
+    feedback: str | None = None  # the corrective message sent back for a malformed turn
+    images_dropped: int = 0  # tool images beyond agent.max_images_per_turn, not shown
 
 
 class Trajectory(_Record):
@@ -148,7 +155,8 @@ class Trajectory(_Record):
     model: str | None = None
     recipe_digest: str | None = None
     created_at: str = Field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    metadata: dict[str, Any] = Field(default_factory=dict)  # parse_issues counts, error, tools offered …
+    wall_s: float | None = None  # from the first model call to the end
 
     @property
     def response_text(self) -> str:

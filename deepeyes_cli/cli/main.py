@@ -15,7 +15,7 @@ from typing import Annotated
 import typer
 
 from deepeyes_cli import __version__
-from deepeyes_cli.cli import completions, judge, model, recipes, search
+from deepeyes_cli.cli import ask, completions, judge, model, recipes, search, view
 
 app = typer.Typer(
     name="deepeyes",
@@ -31,6 +31,8 @@ app.add_typer(model.app, name="model")
 app.add_typer(completions.app, name="completions")
 app.add_typer(search.app, name="search")
 app.command("judge")(judge.judge)
+app.command("ask")(ask.ask)
+app.command("view")(view.view)
 
 _DEBUG = {"on": bool(os.environ.get("DEEPEYES_DEBUG"))}
 

@@ -29,6 +29,11 @@ class ChatMessage:
 
     role: Literal["system", "user", "assistant"]
     content: list[str | Image]
+    # Assistant turns only: the ids the model generated, as generated (stop-string tail and
+    # EOS included, never re-tokenized). Token-level backends use them instead of the text.
+    token_ids: list[int] | None = None
+    # Assistant turns only: the text the turn was prefilled with (the start of ``content``).
+    prefill: str = ""
 
 
 @dataclass
@@ -48,6 +53,9 @@ class Completion:
     prompt_tokens: int | None = None
     error: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    # False when the backend could not prefill ``assistant_prefix`` (a plain OpenAI API):
+    # the text then starts from scratch and the prefix is not part of the turn.
+    prefix_applied: bool = True
 
 
 @runtime_checkable

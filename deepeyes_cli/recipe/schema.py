@@ -11,6 +11,7 @@ from pydantic import Field
 from deepeyes_cli.agent.config import AgentConfig
 from deepeyes_cli.launch.config import LaunchConfig
 from deepeyes_cli.models.config import ModelConfig
+from deepeyes_cli.policy.config import PolicyConfig
 from deepeyes_cli.recipe.base import Section
 from deepeyes_cli.rewards.config import RewardConfig
 from deepeyes_cli.sandbox.config import SandboxConfig
@@ -34,6 +35,7 @@ class Recipe(Section):
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
     search: SearchConfig = Field(default_factory=SearchConfig)
     agent: AgentConfig = Field(default_factory=AgentConfig)
+    policy: PolicyConfig = Field(default_factory=PolicyConfig)
     reward: RewardConfig = Field(default_factory=RewardConfig)
     sft: SFTConfig = Field(default_factory=SFTConfig)
     rl: RLConfig = Field(default_factory=RLConfig)

@@ -1,0 +1,137 @@
+"""The loop and `deepeyes ask` with the real tools: the code sandbox and web search.
+
+These run as soon as the sandbox (`deepeyes_cli.sandbox.factory`) and search
+(`deepeyes_cli.tools.search`) packages are merged; until then they skip with that reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image
+
+from deepeyes_cli.agent.ask import build_runtime
+from deepeyes_cli.agent.loop import run_trajectory
+from deepeyes_cli.agent.records import Task
+from deepeyes_cli.agent.trajectory import Sample, Trajectory
+from deepeyes_cli.policy.base import Conversation
+from deepeyes_cli.policy.scripted import ScriptedPolicy
+from deepeyes_cli.recipe.loader import load_recipe
+from deepeyes_cli.tools.registry import open_toolbox
+
+PHOTO = Path(__file__).resolve().parents[2] / "data" / "street_sign.jpg"
+
+
+def _importable(module: str) -> bool:
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        return False
+    return True
+
+
+needs_sandbox = pytest.mark.skipif(not _importable("deepeyes_cli.sandbox.factory"),
+                                   reason="needs the sandbox package (not merged yet)")
+needs_search = pytest.mark.skipif(not _importable("deepeyes_cli.tools.search"),
+                                  reason="needs the search package (not merged yet)")
+
+
+def _code(src: str) -> str:
+    return f"<think>run it</think>\n<code>\n```python\n{src}\n```\n</code>"
+
+
+def _run(turns: Any, tools: list[str], *overrides: str) -> Trajectory:
+    recipe = load_recipe("tiny", [f"agent.tools=[{','.join(tools)}]", *overrides]).recipe
+
+    async def go() -> Trajectory:
+        async with open_toolbox(recipe) as box:
+            rt = build_runtime(recipe, ScriptedPolicy(turns), box)
+            with Image.open(PHOTO) as im:
+                task = Task(Sample(id="photo", question="What does the sign say?"), [im.convert("RGB")])
+            return await run_trajectory(task, rt)
+
+    return asyncio.run(go())
+
+
+@needs_sandbox
+def test_state_carries_across_code_turns_and_figures_reach_the_next_turn() -> None:
+    seen: list[Conversation] = []
+
+    def policy(conv: Conversation) -> str:
+        seen.append(conv)
+        turn = sum(1 for m in conv.messages if m.role == "assistant")
+        return [_code("w, h = image_1.size\nprint(w, h)"),
+                _code("import matplotlib.pyplot as plt\nprint(w * 2)\nplt.imshow(image_1.crop((400, 180, 480, 280)))\n"
+                      "plt.show()"),
+                "It says STOP.</think>\n<answer>STOP</answer>"][turn]
+
+    traj = _run(policy, ["code"])
+    assert traj.end_reason == "answered" and traj.final_answer == "STOP", traj.metadata
+    assert "stdout:\n```\n640 480\n" in traj.messages[3].text
+    assert "stdout:\n```\n1280\n" in traj.messages[5].text  # `w` survived between cells
+    assert len(traj.messages[5].images) == 1 and traj.turns[1].images_out == 1
+    last_user = seen[-1].messages[-1]
+    assert last_user.role == "user" and any(isinstance(p, Image.Image) for p in last_user.content)
+    assert traj.messages[5].text.rstrip().endswith("Images:")
+
+
+@needs_sandbox
+def test_errors_in_code_are_shown_and_the_trajectory_goes_on() -> None:
+    traj = _run([_code("print(undefined_name)"), "ok</think><answer>x</answer>"], ["code"])
+    assert traj.end_reason == "answered" and "NameError" in traj.messages[3].text
+
+
+@needs_sandbox
+@pytest.mark.parametrize(("overrides", "reason"), [
+    (("agent.max_images=3",), "max_images"),
+    (("agent.max_context_tokens=1500",), "context_limit"),
+    (("agent.max_turns=2",), "max_turns"),
+])
+def test_limits_end_trajectories_with_the_right_reason(overrides: tuple[str, ...], reason: str) -> None:
+    many_figures = _code("import matplotlib.pyplot as plt\nfor i in range(4):\n    plt.figure(); plt.plot([0, i])\n"
+                         "    plt.show()\nprint('x' * 3000)")
+    traj = _run([many_figures] * 3, ["code"], *overrides)
+    assert traj.end_reason == reason
+
+
+@needs_sandbox
+def test_per_turn_image_cap() -> None:
+    figures = _code("import matplotlib.pyplot as plt\nfor i in range(5):\n    plt.figure(); plt.plot([0, i])\n"
+                    "    plt.show()")
+    traj = _run([figures, "<answer>5</answer>"], ["code"], "agent.max_images_per_turn=2")
+    assert traj.end_reason == "answered" and len(traj.messages[3].images) == 2
+    assert traj.turns[0].images_dropped == 3
+
+
+@needs_search
+def test_search_result_comes_back_as_a_tool_response() -> None:
+    call = '<think>look it up</think>\n<tool_call>\n{"name": "search", "arguments": {"query": "stop sign"}}\n</tool_call>'
+    traj = _run([call, "ok</think><answer>STOP</answer>"], ["search"])
+    assert traj.turns[0].tool == "search" and traj.messages[3].role == "user"
+    text = traj.messages[3].text
+    assert text.startswith("<tool_response>\n") or text.startswith("Error: "), text[:200]
+
+
+@needs_sandbox
+@needs_search
+def test_ask_tiny_end_to_end_with_real_tools(cli, tmp_path: Path) -> None:
+    out = cli("ask", str(PHOTO), "What does the sign say?", "--recipe", "tiny", "--json", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    record = json.loads(out.stdout)
+    assert record["end_reason"] and {"code", "search"} <= set(record["metadata"]["tools"])
+    assert out.stdout.count("\n") == 1  # nothing but the record on stdout
+
+
+@needs_sandbox
+def test_ask_scripted_code_turn_through_the_cli(cli, tmp_path: Path) -> None:
+    script = tmp_path / "turns.json"
+    script.write_text(json.dumps([_code("print(image_1.size)"), "ok</think><answer>640x480</answer>"]))
+    out = cli("ask", str(PHOTO), "How big is it?", "--recipe", "tiny", "--backend", "scripted",
+              f"policy.script={script}", "agent.tools=[code]", "--save", str(tmp_path / "t.jsonl"), cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[-1] == "640x480" and "(640, 480)" in out.stderr

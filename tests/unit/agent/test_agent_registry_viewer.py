@@ -1,0 +1,87 @@
+"""The tool registry (names, missing packages) and the HTML viewer's page."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+from pathlib import Path
+
+import pytest
+from agent_test_helpers import EchoSearch
+from PIL import Image
+
+from deepeyes_cli.agent.loop import AgentRuntime, run_trajectory
+from deepeyes_cli.agent.records import Task
+from deepeyes_cli.agent.trajectory import Sample, Trajectory, append_jsonl
+from deepeyes_cli.agent.viewer import render_html, write_html
+from deepeyes_cli.errors import InputError, ToolError
+from deepeyes_cli.policy.scripted import ScriptedPolicy
+from deepeyes_cli.recipe.loader import load_recipe
+from deepeyes_cli.tools.registry import open_toolbox
+
+
+def _open(names: list[str]) -> dict:
+    async def go() -> dict:
+        async with open_toolbox(load_recipe("tiny").recipe, names) as box:
+            return dict(box.tools)
+
+    return asyncio.run(go())
+
+
+def test_unknown_tool_names_suggest_the_right_one() -> None:
+    with pytest.raises(ToolError, match="unknown tool 'serch'") as e:
+        _open(["serch"])
+    assert e.value.hint and "did you mean 'search'" in e.value.hint
+    assert _open([]) == {}
+
+
+@pytest.mark.skipif(importlib.util.find_spec("deepeyes_cli.sandbox.factory") is not None,
+                    reason="the sandbox package is installed")
+def test_missing_sandbox_package_is_a_clear_error() -> None:
+    with pytest.raises(ToolError, match="code sandbox is not available") as e:
+        _open(["code", "search"])
+    assert e.value.hint == "run without it: agent.tools=[search]"
+
+
+def _trajectories() -> list[Trajectory]:
+    from deepeyes_cli.agent.config import AgentConfig
+
+    def run(turns: list[str], **search: object) -> Trajectory:
+        rt = AgentRuntime(ScriptedPolicy(turns), {"search": EchoSearch(**search)}, AgentConfig(), "SYS", "INSTR")  # type: ignore[arg-type]
+        task = Task(Sample(id="s", question="Is <b>this</b> red?", answer="yes"), [Image.new("RGB", (40, 40), "red")])
+        return asyncio.run(run_trajectory(task, rt))
+
+    call = '<think>t</think><tool_call>{"name": "search", "arguments": {"query": "q"}}</tool_call>'
+    return [run([call, "x</think><answer><script>alert(1)</script></answer>"], images=1),
+            run(["no idea"]),
+            run([call, "<answer>n</answer>"], fail="quota")]
+
+
+def test_page_shows_turns_images_and_escapes_model_text(tmp_path: Path) -> None:
+    trajs = _trajectories()
+    html = render_html([(trajs, tmp_path)])
+    assert "<script>alert(1)</script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "Is &lt;b&gt;this&lt;/b&gt; red?" in html
+    assert html.count("data:image/png;base64,") == 3 + 1  # one input image each, one search result image
+    assert 'data-outcome="answered"' in html and 'data-outcome="no_action"' in html
+    assert 'data-tools=" search "' in html and 'data-error="1"' in html
+    assert '<option value="no_action">' in html and '<option value="search">' in html
+    assert 'class="tool_call"' in html and 'class="think"' in html and 'class="answer"' in html
+
+
+def test_write_html_reads_image_files_and_reports_bad_input(tmp_path: Path) -> None:
+    path = tmp_path / "t.jsonl"
+    append_jsonl(path, _trajectories())
+    out = tmp_path / "page.html"
+    assert write_html([path], out) == 3
+    html = out.read_text()
+    assert "data:image/png;base64," in html and "[missing image" not in html
+    for f in (tmp_path / "t.images").iterdir():
+        f.unlink()
+    write_html([path], out)
+    assert "[missing image 40x40]" in out.read_text()
+    with pytest.raises(InputError, match="not found"):
+        write_html([tmp_path / "nope.jsonl"], out)
+    (tmp_path / "bad.jsonl").write_text("{}\n")
+    with pytest.raises(InputError, match="not a trajectory record"):
+        write_html([tmp_path / "bad.jsonl"], out)
