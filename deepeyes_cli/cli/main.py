@@ -15,7 +15,7 @@ from typing import Annotated
 import typer
 
 from deepeyes_cli import __version__
-from deepeyes_cli.cli import completions, model, recipes
+from deepeyes_cli.cli import completions, model, recipes, sandbox
 
 app = typer.Typer(
     name="deepeyes",
@@ -28,6 +28,7 @@ app = typer.Typer(
 )
 app.add_typer(recipes.app, name="recipes")
 app.add_typer(model.app, name="model")
+app.add_typer(sandbox.app, name="sandbox")
 app.add_typer(completions.app, name="completions")
 
 _DEBUG = {"on": bool(os.environ.get("DEEPEYES_DEBUG"))}

@@ -1,0 +1,275 @@
+"""How a kernel process is started: under bubblewrap (default), bare (``isolation: none``), or
+in a container (``docker_backend.py``). A launcher turns a :class:`KernelSlot` (the host
+directories of one kernel) into a running process and a handle to wait for or kill it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from deepeyes_cli.errors import SandboxError
+from deepeyes_cli.sandbox.limits import Cgroup, CgroupFactory, Limits, join_cgroup_script, prlimit_argv
+
+# Paths a kernel sees inside bubblewrap or a container.
+INSIDE_ROOT = "/sandbox"
+INSIDE = {"work": f"{INSIDE_ROOT}/work", "kernel": f"{INSIDE_ROOT}/kernel", "input": f"{INSIDE_ROOT}/input",
+          "assets": f"{INSIDE_ROOT}/assets", "tmp": "/tmp"}
+KERNEL_ARGS = ["-m", "ipykernel_launcher", "--HistoryManager.enabled=False", "--Application.log_level=WARN"]
+_ETC_FILES = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "alternatives", "fonts", "mime.types")
+
+
+@dataclass
+class KernelSlot:
+    """The host side of one kernel: ``dir/ipc`` (connection file, sockets; writable by the
+    kernel), ``dir/input`` (images, read-only for it), ``dir/kernel.log`` (its stdout/stderr)."""
+
+    name: str
+    dir: Path
+    assets: Path
+    uid: int | None = None
+
+    @property
+    def ipc(self) -> Path:
+        return self.dir / "ipc"
+
+    @property
+    def input(self) -> Path:
+        return self.dir / "input"
+
+    @property
+    def log(self) -> Path:
+        return self.dir / "kernel.log"
+
+
+class KernelProcess(Protocol):
+    returncode: int | None
+
+    async def wait(self) -> int: ...
+
+    async def kill(self) -> None: ...
+
+    def exit_reason(self) -> str: ...
+
+
+class Launcher(Protocol):
+    isolation: str
+
+    def paths_for(self, slot: KernelSlot) -> dict[str, str]:
+        """Where the kernel sees its work dir, kernel (ipc) dir, input, assets and tmp."""
+        ...
+
+    async def launch(self, slot: KernelSlot) -> KernelProcess: ...
+
+    def close(self) -> None: ...
+
+
+@functools.lru_cache(maxsize=8)
+def python_layout(python: str) -> dict[str, object]:
+    """Where an interpreter lives: the directories to expose read-only and the path to run.
+    Asked of the interpreter itself (once), with an empty environment."""
+    code = ("import json, os, sys; print(json.dumps({'roots': [sys.prefix, sys.base_prefix, sys.exec_prefix, "
+            "sys.base_exec_prefix], 'venv': sys.prefix != sys.base_prefix, 'prefix': sys.prefix, "
+            "'executable': sys.executable}))")
+    try:
+        out = subprocess.run([python, "-I", "-c", code], capture_output=True, text=True, timeout=60,
+                             env={"PATH": "/usr/local/bin:/usr/bin:/bin"}, check=True).stdout
+    except (OSError, subprocess.SubprocessError) as e:
+        raise SandboxError(f"cannot run the kernel Python {python!r}: {e}",
+                           hint="set sandbox.python to an interpreter with ipykernel installed") from e
+    info = json.loads(out)
+    roots = sorted({os.path.realpath(p) for p in info["roots"]})
+    exe = os.path.realpath(info["executable"])
+    if info["venv"]:  # run the venv's own bin/python so the venv's site-packages are used
+        exe = os.path.join(os.path.realpath(info["prefix"]), "bin", os.path.basename(info["executable"]))
+    kept = [r for r in roots if not any(r != o and r.startswith(o + os.sep) for o in roots)]
+    return {"roots": kept, "executable": exe}
+
+
+def kernel_env(inside: dict[str, str]) -> dict[str, str]:
+    """The whole environment of a kernel: nothing inherited from the server (no secrets)."""
+    return {"HOME": inside["work"], "PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8",
+            "TMPDIR": inside["tmp"], "MPLBACKEND": "agg", "MPLCONFIGDIR": f"{inside['tmp']}/mpl",
+            "DEEPEYES_MPL_CACHE": f"{inside['assets']}/mpl", "IPYTHONDIR": f"{inside['tmp']}/ipython",
+            "PYTHONNOUSERSITE": "1", "PYTHONDONTWRITEBYTECODE": "1", "OMP_NUM_THREADS": "1",
+            "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYDEVD_DISABLE_FILE_VALIDATION": "1"}
+
+
+@dataclass
+class SubprocessKernel:
+    """A kernel started as a child process tree (bwrap or bare), in its own process group."""
+
+    proc: asyncio.subprocess.Process
+    cgroup: Cgroup | None = None
+    limits: Limits | None = None
+    killed: bool = field(default=False)
+
+    @property
+    def returncode(self) -> int | None:
+        return self.proc.returncode
+
+    async def wait(self) -> int:
+        return await self.proc.wait()
+
+    async def kill(self) -> None:
+        self.killed = True
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        if self.cgroup is not None:
+            self.cgroup.kill()
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self.proc.wait(), 10)
+        if self.cgroup is not None:
+            for _ in range(50):  # the last processes may take a moment to leave the cgroup
+                if self.cgroup.remove():
+                    break
+                self.cgroup.kill()
+                await asyncio.sleep(0.05)
+
+    def exit_reason(self) -> str:
+        code = self.proc.returncode
+        if self.cgroup is not None and self.cgroup.oom_killed():
+            mb = (self.limits.memory_bytes >> 20) if self.limits else "?"
+            return f"it ran out of memory (the session's limit is {mb} MiB)"
+        if code is not None and (code < 0 or code > 128):
+            sig = -code if code < 0 else code - 128
+            name = signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else str(sig)
+            hint = {"SIGXCPU": " (CPU-time limit)", "SIGKILL": " (killed: memory or another limit)",
+                    "SIGXFSZ": " (file-size limit)"}.get(name, "")
+            return f"the kernel was killed by {name}{hint}"
+        return f"the kernel exited with status {code}"
+
+
+class _SubprocessLauncher:
+    """Shared by bwrap and none: cgroup, rlimits, clean environment, own process group."""
+
+    isolation = "none"
+
+    def __init__(self, limits: Limits, python: str | None = None, use_cgroups: bool = True) -> None:
+        self.limits = limits
+        self.python = python or sys.executable
+        self.cgroups = CgroupFactory.detect() if use_cgroups else None
+
+    def _argv(self, slot: KernelSlot, python_exe: str) -> list[str]:
+        raise NotImplementedError
+
+    def _cwd(self, slot: KernelSlot) -> str | None:
+        return None
+
+    def paths_for(self, slot: KernelSlot) -> dict[str, str]:
+        return dict(INSIDE)
+
+    async def launch(self, slot: KernelSlot) -> KernelProcess:
+        cgroup = self.cgroups.create(slot.name, self.limits) if self.cgroups else None
+        memory_held = cgroup is not None and "memory" in cgroup.dirs
+        layout = python_layout(self.python)
+        argv = [*join_cgroup_script(cgroup), *prlimit_argv(self.limits, address_space=not memory_held),
+                *self._argv(slot, str(layout["executable"]))]
+        with open(slot.log, "ab") as log_file:
+            proc = await asyncio.create_subprocess_exec(
+                *argv, stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file, start_new_session=True,
+                env=self._env(slot), cwd=self._cwd(slot))
+        return SubprocessKernel(proc, cgroup, self.limits)
+
+    def _env(self, slot: KernelSlot) -> dict[str, str]:
+        return kernel_env(self.paths_for(slot))
+
+    def close(self) -> None:
+        if self.cgroups is not None:
+            self.cgroups.close()
+
+
+class PlainLauncher(_SubprocessLauncher):
+    """``isolation: none``: the kernel runs as the server's user with the server's view of the
+    machine. Only the limits and the empty environment apply."""
+
+    isolation = "none"
+
+    def paths_for(self, slot: KernelSlot) -> dict[str, str]:
+        return {"work": str(slot.dir / "work"), "kernel": str(slot.ipc), "input": str(slot.input),
+                "assets": str(slot.assets), "tmp": str(slot.dir / "tmp")}
+
+    def _cwd(self, slot: KernelSlot) -> str | None:
+        for sub in ("work", "tmp"):
+            (slot.dir / sub).mkdir(exist_ok=True)
+        return str(slot.dir / "work")
+
+    def _argv(self, slot: KernelSlot, python_exe: str) -> list[str]:
+        return [python_exe, *KERNEL_ARGS, "-f", str(slot.ipc / "connection.json")]
+
+
+def _ancestors(path: str) -> list[str]:
+    parts = Path(path).parts[1:-1]
+    return ["/" + "/".join(parts[: i + 1]) for i in range(len(parts))]
+
+
+class BwrapLauncher(_SubprocessLauncher):
+    """``isolation: bwrap``: new PID, network, IPC and UTS namespaces; a read-only view of /usr,
+    a few /etc files and the Python installation; a private tmpfs /tmp and work dir; the
+    kernel's own directory for its sockets; an unprivileged uid with no capabilities."""
+
+    isolation = "bwrap"
+
+    def __init__(self, limits: Limits, python: str | None = None) -> None:
+        bwrap = shutil.which("bwrap")
+        if bwrap is None:
+            raise SandboxError("bubblewrap (bwrap) is not installed, so sessions cannot be isolated",
+                               hint="install it (apt-get install bubblewrap; `make sandbox-deps`), or set "
+                                    "sandbox.isolation: none in the recipe to run untrusted code unisolated")
+        for tool in ("setpriv", "prlimit"):
+            if shutil.which(tool) is None:
+                raise SandboxError(f"{tool} (util-linux) is not installed", hint="apt-get install util-linux")
+        super().__init__(limits, python)
+        self.bwrap = bwrap
+
+    def _argv(self, slot: KernelSlot, python_exe: str) -> list[str]:
+        assert slot.uid is not None, "bwrap kernels run under their own uid"
+        uid = str(slot.uid)
+        a = [self.bwrap, "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try",
+             "--die-with-parent", "--new-session", "--hostname", "sandbox",
+             "--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/tmp",
+             "--perms", "0755", "--dir", INSIDE_ROOT, "--perms", "1777", "--tmpfs", INSIDE["work"],
+             "--ro-bind", "/usr", "/usr"]
+        for top in ("/bin", "/sbin", "/lib", "/lib32", "/lib64"):
+            if os.path.islink(top):
+                a += ["--symlink", os.readlink(top), top]
+            elif os.path.isdir(top):
+                a += ["--ro-bind", top, top]
+        a += ["--perms", "0755", "--dir", "/etc"]
+        for name in _ETC_FILES:
+            a += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
+        a += ["--ro-bind", str(slot.dir / "etc" / "passwd"), "/etc/passwd",
+              "--ro-bind", str(slot.dir / "etc" / "group"), "/etc/group"]
+        made: set[str] = {"/etc", INSIDE_ROOT}
+        for root in python_layout(self.python)["roots"]:  # type: ignore[union-attr]
+            if root == "/usr" or root.startswith("/usr/"):
+                continue
+            for d in _ancestors(root + "/x"):
+                if d not in made and d != root:
+                    a += ["--perms", "0755", "--dir", d]
+                    made.add(d)
+            a += ["--ro-bind", root, root]
+        a += ["--ro-bind", str(slot.assets), INSIDE["assets"], "--bind", str(slot.ipc), INSIDE["kernel"],
+              "--ro-bind", str(slot.input), INSIDE["input"], "--chdir", INSIDE["work"], "--clearenv"]
+        for k, v in kernel_env(self.paths_for(slot)).items():
+            a += ["--setenv", k, v]
+        a += ["--", "setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--inh-caps=-all",
+              "--bounding-set=-all", "--no-new-privs",
+              python_exe, *KERNEL_ARGS, "-f", f"{INSIDE['kernel']}/connection.json"]
+        return a
+
+    def _env(self, slot: KernelSlot) -> dict[str, str]:
+        (slot.dir / "etc").mkdir(exist_ok=True)
+        (slot.dir / "etc" / "passwd").write_text(f"sandbox:x:{slot.uid}:{slot.uid}:sandbox:{INSIDE['work']}:"
+                                                 "/usr/sbin/nologin\n")
+        (slot.dir / "etc" / "group").write_text(f"sandbox:x:{slot.uid}:\n")
+        return {"PATH": "/usr/local/bin:/usr/bin:/bin"}  # bwrap's own environment; the kernel's is --clearenv'd
