@@ -31,7 +31,7 @@ def write_build_context(dest: Path | None = None) -> Path:
         if f.is_file():
             shutil.copy2(f, dest / f.name)
     shutil.copytree(PACKAGE, dest / "deepeyes_cli", dirs_exist_ok=True,
-                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "testing"))
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     return dest
 
 

@@ -144,7 +144,9 @@ class KernelPool:
         slot.input.chmod(0o755)
         if os.geteuid() == 0:
             os.chown(slot.ipc, uid, uid)
-        slot.ipc.chmod(0o700)
+            slot.ipc.chmod(0o700)
+        elif self.launcher.isolation == "docker":  # the container's uid must create its sockets here
+            slot.ipc.chmod(0o777)
         return slot
 
     async def _start_kernel(self) -> Kernel:
