@@ -4,12 +4,12 @@ _deepeyes() {
   local path="deepeyes" i
   for ((i = 1; i < COMP_CWORD; i++)); do
     case "$path ${COMP_WORDS[i]}" in
-      "deepeyes completions"|"deepeyes model"|"deepeyes recipes"|"deepeyes completions show"|"deepeyes completions write"|"deepeyes model build-tiny"|"deepeyes model check"|"deepeyes recipes cp"|"deepeyes recipes ls"|"deepeyes recipes show"|"deepeyes recipes validate") path="$path ${COMP_WORDS[i]}" ;;
+      "deepeyes completions"|"deepeyes model"|"deepeyes recipes"|"deepeyes sandbox"|"deepeyes completions show"|"deepeyes completions write"|"deepeyes model build-tiny"|"deepeyes model check"|"deepeyes recipes cp"|"deepeyes recipes ls"|"deepeyes recipes show"|"deepeyes recipes validate"|"deepeyes sandbox build-image"|"deepeyes sandbox check"|"deepeyes sandbox run"|"deepeyes sandbox serve") path="$path ${COMP_WORDS[i]}" ;;
     esac
   done
   local cmds="" opts="" recipe_opts=""
   case "$path" in
-    "deepeyes") cmds="completions model recipes"; opts="--version -V --debug --help -h"; recipe_opts="" ;;
+    "deepeyes") cmds="completions model recipes sandbox"; opts="--version -V --debug --help -h"; recipe_opts="" ;;
     "deepeyes completions") cmds="show write"; opts="--help -h"; recipe_opts="" ;;
     "deepeyes completions show") cmds=""; opts="--help -h"; recipe_opts="" ;;
     "deepeyes completions write") cmds=""; opts="--help -h"; recipe_opts="" ;;
@@ -21,6 +21,11 @@ _deepeyes() {
     "deepeyes recipes ls") cmds=""; opts="--help -h"; recipe_opts="" ;;
     "deepeyes recipes show") cmds=""; opts="--json --sources --help -h"; recipe_opts="" ;;
     "deepeyes recipes validate") cmds=""; opts="--help -h"; recipe_opts="" ;;
+    "deepeyes sandbox") cmds="build-image check run serve"; opts="--help -h"; recipe_opts="" ;;
+    "deepeyes sandbox build-image") cmds=""; opts="--dry-run --help -h --tag --context-out"; recipe_opts="" ;;
+    "deepeyes sandbox check") cmds=""; opts="--help -h --recipe -r --isolation"; recipe_opts="--recipe -r" ;;
+    "deepeyes sandbox run") cmds=""; opts="--json --help -h --file -f --image -i --recipe -r --url --token --isolation --timeout --out -o"; recipe_opts="--recipe -r" ;;
+    "deepeyes sandbox serve") cmds=""; opts="--dry-run --help -h --recipe -r --host --port --token --workers --isolation --run-dir"; recipe_opts="--recipe -r" ;;
   esac
   if [[ -n "$recipe_opts" && " $recipe_opts " == *" $prev "* ]]; then
     COMPREPLY=( $(compgen -W "32b 7b tiny" -- "$cur") $(compgen -f -X '!*.y*ml' -- "$cur") )

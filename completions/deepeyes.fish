@@ -3,7 +3,7 @@ function __deepeyes_path
     set -l path deepeyes
     for w in (commandline -opc)[2..-1]
         switch "$path $w"
-            case 'deepeyes completions' 'deepeyes model' 'deepeyes recipes' 'deepeyes completions show' 'deepeyes completions write' 'deepeyes model build-tiny' 'deepeyes model check' 'deepeyes recipes cp' 'deepeyes recipes ls' 'deepeyes recipes show' 'deepeyes recipes validate'
+            case 'deepeyes completions' 'deepeyes model' 'deepeyes recipes' 'deepeyes sandbox' 'deepeyes completions show' 'deepeyes completions write' 'deepeyes model build-tiny' 'deepeyes model check' 'deepeyes recipes cp' 'deepeyes recipes ls' 'deepeyes recipes show' 'deepeyes recipes validate' 'deepeyes sandbox build-image' 'deepeyes sandbox check' 'deepeyes sandbox run' 'deepeyes sandbox serve'
                 set path $path $w
         end
     end
@@ -13,6 +13,7 @@ complete -c deepeyes -f
 complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes"' -a 'completions' -d 'Print or write shell completion scripts (bash, zsh, fish).'
 complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes"' -a 'model' -d 'Build the tiny offline model; load and smoke-test any Qwen2.5-VL checkpoint.'
 complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes"' -a 'recipes' -d 'List, show, copy and validate recipes.'
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes"' -a 'sandbox' -d 'The code sandbox: serve it over HTTP, run a cell, check isolation, build its Docker image.'
 complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes"' -l version
 complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes"' -s V
 complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes"' -l debug
@@ -71,3 +72,49 @@ complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes recipes show"' -F
 complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes recipes validate"' -l help
 complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes recipes validate"' -s h
 complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes recipes validate"' -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes sandbox"' -a 'build-image' -d 'Build the sandboxs Docker image (sandbox_image/Dockerfile) with the Docker engine.'
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes sandbox"' -a 'check' -d 'Say which isolation and limits this machine gives sessions, and start one kernel to prove it.'
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes sandbox"' -a 'run' -d 'Run one cell in a fresh session and print what it returns (stdout, stderr, images …).'
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes sandbox"' -a 'serve' -d 'Serve sessions over HTTP: POST /jupyter_sandbox (the originals API), /sessions, /health, /metrics.'
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes sandbox"' -l help
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes sandbox"' -s h
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes sandbox build-image"' -l dry-run
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes sandbox build-image"' -l help
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes sandbox build-image"' -s h
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes sandbox build-image"' -l tag -r -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes sandbox build-image"' -l context-out -r -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes sandbox build-image"' -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes sandbox check"' -l help
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes sandbox check"' -s h
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes sandbox check"' -l recipe -r -a '32b 7b tiny (__fish_complete_suffix .yaml)'
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes sandbox check"' -s r -r -a '32b 7b tiny (__fish_complete_suffix .yaml)'
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes sandbox check"' -l isolation -r -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes sandbox check"' -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes sandbox run"' -l json
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes sandbox run"' -l help
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes sandbox run"' -s h
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes sandbox run"' -l file -r -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes sandbox run"' -s f -r -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes sandbox run"' -l image -r -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes sandbox run"' -s i -r -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes sandbox run"' -l recipe -r -a '32b 7b tiny (__fish_complete_suffix .yaml)'
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes sandbox run"' -s r -r -a '32b 7b tiny (__fish_complete_suffix .yaml)'
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes sandbox run"' -l url -r -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes sandbox run"' -l token -r -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes sandbox run"' -l isolation -r -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes sandbox run"' -l timeout -r -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes sandbox run"' -l out -r -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes sandbox run"' -s o -r -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes sandbox run"' -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes sandbox serve"' -l dry-run
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes sandbox serve"' -l help
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes sandbox serve"' -s h
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes sandbox serve"' -l recipe -r -a '32b 7b tiny (__fish_complete_suffix .yaml)'
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes sandbox serve"' -s r -r -a '32b 7b tiny (__fish_complete_suffix .yaml)'
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes sandbox serve"' -l host -r -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes sandbox serve"' -l port -r -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes sandbox serve"' -l token -r -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes sandbox serve"' -l workers -r -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes sandbox serve"' -l isolation -r -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes sandbox serve"' -l run-dir -r -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes sandbox serve"' -F

@@ -54,7 +54,8 @@ def serve(
                         plan=lambda _: plan, resolved=resolved)  # type: ignore[arg-type]
     if stage is None:
         return
-    from deepeyes_cli.sandbox.server import exposure_warning, serve as run_server
+    from deepeyes_cli.sandbox.server import exposure_warning
+    from deepeyes_cli.sandbox.server import serve as run_server
 
     warning = exposure_warning(host, token)
     if warning:
@@ -124,7 +125,8 @@ def build_image(
 ) -> None:
     """Build the sandbox's Docker image (sandbox_image/Dockerfile) with the Docker engine."""
     from deepeyes_cli.cli.console import err_console
-    from deepeyes_cli.sandbox.image import build_image as build, write_build_context
+    from deepeyes_cli.sandbox.image import build_image as build
+    from deepeyes_cli.sandbox.image import write_build_context
 
     if dry_run or context_out is not None:
         where = write_build_context(context_out) if context_out is not None else None

@@ -66,12 +66,16 @@ class ContainerKernel:
     def __init__(self, container: Any, memory_mb: int) -> None:
         self.container = container
         self.memory_mb = memory_mb
-        self.returncode: int | None = None
+        self._returncode: int | None = None
+
+    @property
+    def returncode(self) -> int | None:
+        return self._returncode
 
     async def wait(self) -> int:
         status = await asyncio.to_thread(self.container.wait)
-        self.returncode = int(status.get("StatusCode", -1))
-        return self.returncode
+        self._returncode = int(status.get("StatusCode", -1))
+        return self._returncode
 
     async def kill(self) -> None:
         with contextlib.suppress(Exception):
@@ -82,7 +86,7 @@ class ContainerKernel:
             self.container.reload()
             if self.container.attrs["State"].get("OOMKilled"):
                 return f"it ran out of memory (the session's limit is {self.memory_mb} MiB)"
-        return f"the kernel's container exited with status {self.returncode}"
+        return f"the kernel's container exited with status {self._returncode}"
 
 
 class DockerLauncher:

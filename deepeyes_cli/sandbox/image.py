@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from deepeyes_cli.errors import SandboxError
 
@@ -35,7 +36,7 @@ def write_build_context(dest: Path | None = None) -> Path:
     return dest
 
 
-def docker_client() -> object:
+def docker_client() -> Any:
     """A client of a Docker engine that answers, or a SandboxError saying there is none."""
     try:
         import docker
@@ -52,7 +53,7 @@ def build_image(tag: str) -> str:
     client = docker_client()
     context = write_build_context()
     try:
-        image, _ = client.images.build(path=str(context), tag=tag, rm=True, pull=False)  # type: ignore[attr-defined]
+        image, _ = client.images.build(path=str(context), tag=tag, rm=True, pull=False)
     except Exception as e:
         raise SandboxError(f"the image build failed: {e}", hint="see the Docker build output above") from e
     finally:

@@ -68,7 +68,7 @@ class Kernel:
 
         inside = launcher.paths_for(slot)
         key = secrets.token_hex(16)
-        info = {**PORTS, "ip": f"{inside['kernel']}/s", "key": key, "transport": "ipc",
+        info: dict[str, Any] = {**PORTS, "ip": f"{inside['kernel']}/s", "key": key, "transport": "ipc",
                 "signature_scheme": "hmac-sha256", "kernel_name": ""}
         conn = slot.ipc / "connection.json"
         conn.write_text(json.dumps(info))
@@ -76,7 +76,7 @@ class Kernel:
             os.chown(conn, slot.uid, slot.uid)
         process = await launcher.launch(slot)
         client = AsyncKernelClient(context=zmq.asyncio.Context.instance())  # one IO thread for all kernels
-        client.load_connection_info({**info, "ip": str(slot.ipc / "s")})
+        client.load_connection_info({**info, "ip": str(slot.ipc / "s")})  # type: ignore[typeddict-item]
         client.start_channels(shell=True, iopub=True, stdin=False, hb=False, control=True)
         kernel = cls(slot, launcher, process, client, limits)
         try:
@@ -85,6 +85,8 @@ class Kernel:
             if setup.status != "ok":
                 raise SandboxError(f"the kernel set-up failed: {setup.capture.error or setup.status}",
                                    hint="the kernel Python needs ipykernel, pillow, numpy and matplotlib")
+            # One ordinary cell, so the session's first cell does not pay for IPython's first-run paths.
+            await kernel.execute("None", timeout, store_history=False)
         except BaseException as e:
             await kernel.kill()
             if isinstance(e, SandboxError):
@@ -131,10 +133,11 @@ class Kernel:
         self.client.control_channel.send(self.client.session.msg("interrupt_request", {}))
 
     async def execute(self, code: str, timeout: float, *, silent: bool = False, grace: float = 3.0,
-                      user_expressions: dict[str, str] | None = None) -> Execution:
+                      user_expressions: dict[str, str] | None = None, store_history: bool | None = None) -> Execution:
         start = time.perf_counter()
         result = Execution(self.limits.capture())
-        msg_id = self.client.execute(code, silent=silent, store_history=not silent, allow_stdin=False,
+        keep = (not silent) if store_history is None else store_history
+        msg_id = self.client.execute(code, silent=silent, store_history=keep, allow_stdin=False,
                                      stop_on_error=False, user_expressions=user_expressions or {})
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout

@@ -34,7 +34,7 @@ def setup(max_images: int, max_pixels: int) -> None:
     import matplotlib
     import numpy  # noqa: F401  (preloaded for the user's cells)
     import PIL.Image
-    import PIL.PngImagePlugin  # noqa: F401
+    import PIL.PngImagePlugin
 
     matplotlib.use("agg")
     import matplotlib.pyplot as plt

@@ -52,7 +52,8 @@ class KernelSlot:
 
 
 class KernelProcess(Protocol):
-    returncode: int | None
+    @property
+    def returncode(self) -> int | None: ...
 
     async def wait(self) -> int: ...
 
@@ -250,7 +251,8 @@ class BwrapLauncher(_SubprocessLauncher):
         a += ["--ro-bind", str(slot.dir / "etc" / "passwd"), "/etc/passwd",
               "--ro-bind", str(slot.dir / "etc" / "group"), "/etc/group"]
         made: set[str] = {"/etc", INSIDE_ROOT}
-        for root in python_layout(self.python)["roots"]:  # type: ignore[union-attr]
+        roots: list[str] = python_layout(self.python)["roots"]  # type: ignore[assignment]
+        for root in roots:
             if root == "/usr" or root.startswith("/usr/"):
                 continue
             for d in _ancestors(root + "/x"):

@@ -8,6 +8,7 @@ import json
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from deepeyes_cli.errors import InputError, SandboxError
 from deepeyes_cli.sandbox.base import CellResult
@@ -25,7 +26,7 @@ print(facts)
 """
 
 
-def _load_images(paths: Sequence[Path]) -> list[object]:
+def _load_images(paths: Sequence[Path]) -> list[Any]:
     from PIL import Image
 
     images = []

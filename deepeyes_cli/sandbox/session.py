@@ -9,7 +9,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from deepeyes_cli.errors import SandboxError
-from deepeyes_cli.sandbox.base import CellResult
+from deepeyes_cli.sandbox.base import CellResult, CellStatus
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -130,7 +130,7 @@ class LocalSession:
         with contextlib.suppress(KeyError, TypeError, ValueError):
             if expr.get("status") == "ok":
                 dropped += int(expr["data"]["text/plain"])
-        status = {"ok": "ok", "error": "error", "timeout": "timeout", "died": "crashed"}[ex.status]
+        status: CellStatus = {"ok": "ok", "error": "error", "timeout": "timeout", "died": "crashed"}[ex.status]  # type: ignore[assignment]
         error = text["error"]
         if status == "timeout":
             error = f"TimeoutError: the cell ran longer than {limit:g} s and was interrupted"

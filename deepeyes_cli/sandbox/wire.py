@@ -10,11 +10,11 @@ working: ``{"status": "success", "execution_time", "output": {"result", "stdout"
 from __future__ import annotations
 
 import base64
-from typing import Any
+from typing import Any, cast
 
 from pydantic import BaseModel, Field
 
-from deepeyes_cli.sandbox.base import CellResult
+from deepeyes_cli.sandbox.base import CellResult, CellStatus
 
 DEFAULT_SESSION = "JupyterSandboxDefault"  # the original's default session id
 EMPTY_CODE = {"output": "Error: No code provided", "status": "error", "execution_time": 0.0}
@@ -66,14 +66,14 @@ def result_from_wire(body: dict[str, Any]) -> CellResult:
     images = [_decode_image(i) for i in output.get("images") or []]
     extra = body.get("deepeyes")
     if isinstance(extra, dict):
-        return CellResult(status=extra.get("status", "ok"), stdout=output.get("stdout", ""),
+        return CellResult(status=cast(CellStatus, extra.get("status", "ok")), stdout=output.get("stdout", ""),
                           stderr=extra.get("stderr", ""), result=output.get("result") or None,
                           error=extra.get("error"), images=images,
                           execution_time=float(body.get("execution_time") or 0.0),
                           truncated=bool(extra.get("truncated")), images_dropped=int(extra.get("images_dropped") or 0),
                           restarted=bool(extra.get("restarted")), notes=list(extra.get("notes") or []))
     stderr = output.get("stderr", "")
-    status = ("timeout" if "timed out" in stderr else
+    status: CellStatus = ("timeout" if "timed out" in stderr else
               "error" if "Traceback" in stderr or stderr.startswith("SyntaxError") else "ok")
     return CellResult(status=status, stdout=output.get("stdout", ""), stderr=stderr,
                       result=output.get("result") or None, images=images,

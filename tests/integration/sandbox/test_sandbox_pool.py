@@ -62,7 +62,7 @@ def test_isolation_none_runs_and_says_it_is_unisolated(caplog: pytest.LogCapture
     async def go() -> str:
         async with KernelPool(SandboxConfig(isolation="none", pool_size=0)) as pool:
             session = await pool.open_session()
-            return (await session.run("import os; print(os.getuid() == %d)" % os.getuid())).stdout
+            return (await session.run(f"import os; print(os.getuid() == {os.getuid()})")).stdout
 
     assert asyncio.run(go()) == "True\n"
     assert "unisolated" in caplog.text
