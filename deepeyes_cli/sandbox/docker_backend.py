@@ -102,6 +102,17 @@ class DockerLauncher:
         except Exception as e:
             raise SandboxError(f"the Docker image {cfg.docker_image} is not here ({e})",
                                hint="build it with `deepeyes sandbox build-image`") from e
+        self._remove_orphans()
+
+    def _remove_orphans(self) -> None:
+        """Kernel containers of servers that died without cleaning up (their pid is in the name)."""
+        from deepeyes_cli.sandbox.limits import pid_alive
+
+        with contextlib.suppress(Exception):
+            for container in self.client.containers.list(all=True, filters={"label": "org.deepeyes.sandbox=kernel"}):
+                parts = container.name.split("-")
+                if len(parts) > 2 and parts[2].isdigit() and not pid_alive(int(parts[2])):
+                    container.remove(force=True)
 
     def paths_for(self, slot: KernelSlot) -> dict[str, str]:
         return dict(INSIDE)

@@ -199,6 +199,11 @@ class PlainLauncher(_SubprocessLauncher):
         return {"work": str(slot.dir / "work"), "kernel": str(slot.ipc), "input": str(slot.input),
                 "assets": str(slot.assets), "tmp": str(slot.dir / "tmp")}
 
+    def _env(self, slot: KernelSlot) -> dict[str, str]:
+        # The kernel is our direct child here: ipykernel exits when we die (under bwrap,
+        # --die-with-parent does this, and a PID namespace would confuse the poller).
+        return {**kernel_env(self.paths_for(slot)), "JPY_PARENT_PID": str(os.getpid())}
+
     def _cwd(self, slot: KernelSlot) -> str | None:
         for sub in ("work", "tmp"):
             (slot.dir / sub).mkdir(exist_ok=True)

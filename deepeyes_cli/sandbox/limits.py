@@ -55,6 +55,38 @@ def _write(path: Path, value: str) -> None:
     path.write_text(value)
 
 
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale(directory: Path, prefix: str = "deepeyes-sandbox-") -> None:
+    """Remove what a server killed with SIGKILL left behind: ``<prefix><pid>…`` entries whose
+    pid is gone (cgroup directories, state directories)."""
+    import re
+    import shutil
+
+    pattern = re.compile(re.escape(prefix) + r"(\d+)")
+    with contextlib.suppress(OSError):
+        for entry in directory.iterdir():
+            match = pattern.match(entry.name)
+            if not match or pid_alive(int(match.group(1))) or not entry.is_dir():
+                continue
+            if str(entry).startswith(str(CGROUP_ROOT)):
+                with contextlib.suppress(OSError):
+                    for child in entry.iterdir():
+                        if child.is_dir():
+                            child.rmdir()
+                    entry.rmdir()
+            else:
+                shutil.rmtree(entry, ignore_errors=True)
+
+
 def _own_cgroup(controller: str | None) -> str | None:
     """Our process's path in the hierarchy of ``controller`` (None: the v2 unified one)."""
     try:
@@ -146,6 +178,7 @@ class CgroupFactory:
             if own is None or not (base / "cgroup.procs").exists():
                 continue
             parent = base / own.lstrip("/") / name
+            remove_stale(parent.parent)
             try:
                 parent.mkdir(exist_ok=True)
             except OSError:
@@ -159,6 +192,7 @@ class CgroupFactory:
         if own is None:
             return None
         parent = root / own.lstrip("/") / name
+        remove_stale(parent.parent)
         try:
             parent.mkdir(exist_ok=True)
             available = set((parent / "cgroup.controllers").read_text().split())

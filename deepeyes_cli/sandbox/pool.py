@@ -74,7 +74,8 @@ class KernelPool:
         self._waiters = 0
         self._serial = 0
         self._uids: set[int] = set()
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()  # reaper and kernel starts: cancelled on close
+        self._discards: set[asyncio.Task[Any]] = set()  # kernel kills: awaited on close
         self._state: Path | None = None
         self._started: asyncio.Future[None] | None = None
         self._closed = False
@@ -117,7 +118,10 @@ class KernelPool:
         base = self.cfg.state_dir
         if base:
             Path(base).mkdir(parents=True, exist_ok=True)
-        self._state = Path(tempfile.mkdtemp(prefix="deepeyes-sandbox-", dir=base))
+        from deepeyes_cli.sandbox.limits import remove_stale
+
+        remove_stale(Path(base or tempfile.gettempdir()))
+        self._state = Path(tempfile.mkdtemp(prefix=f"deepeyes-sandbox-{os.getpid()}-", dir=base))
         self._state.chmod(0o711)
         assets = self._state / "assets"
         (assets / "mpl").mkdir(parents=True)
@@ -220,7 +224,9 @@ class KernelPool:
         self._release_slot(kernel.slot)
 
     def discard_later(self, kernel: Kernel) -> None:
-        self._spawn(self._discard(kernel))
+        task = asyncio.ensure_future(self._discard(kernel))
+        self._discards.add(task)
+        task.add_done_callback(self._discards.discard)
 
     async def open_session(self, images: Sequence[Image] = (), session_id: str | None = None) -> LocalSession:
         if self._closed:
@@ -281,7 +287,7 @@ class KernelPool:
                 await session.close(reason="the pool was closed")
         for task in list(self._tasks):
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*self._tasks, *self._discards, return_exceptions=True)
         while self._ready is not None and not self._ready.empty():
             item = self._ready.get_nowait()
             if isinstance(item, Kernel):
