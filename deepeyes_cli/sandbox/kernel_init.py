@@ -9,8 +9,9 @@ leaves only ``plt`` in the user's namespace, as the original sandbox did. It:
   and matplotlib figures still open when the cell ends (then closed);
 - caps images at ``max_images`` per cell (the rest are neither encoded nor sent; their count is
   reported) and scales each down to at most ``max_pixels`` pixels;
-- registers ``_deepeyes_sandbox`` in ``sys.modules``: ``dropped()`` (images dropped in the last
-  cell) and ``load_inputs(namespace, specs)`` (the session's input images, raw bytes).
+- reports how many images it dropped as display data of type ``DROPPED_MIME``;
+- registers ``_deepeyes_sandbox`` in ``sys.modules`` with ``load_inputs(namespace, specs)``
+  (the session's input images, raw bytes).
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from __future__ import annotations
 import sys
 import types
 from typing import Any
+
+DROPPED_MIME = "application/vnd.deepeyes.dropped+json"
 
 
 def setup(max_images: int, max_pixels: int) -> None:
@@ -108,12 +111,15 @@ def setup(max_images: int, max_pixels: int) -> None:
     def reset(*_: Any) -> None:
         state.update(shown=0, dropped=0, skip=False)
 
-    def flush_figures(*_: Any) -> None:
+    def after_cell(*_: Any) -> None:
         if plt.get_fignums():
             show()
+        if state["dropped"]:  # told only when it happened: no extra work for ordinary cells
+            state["skip"] = False
+            original_publish({DROPPED_MIME: {"dropped": state["dropped"]}}, metadata={})
 
     shell.events.register("pre_run_cell", reset)
-    shell.events.register("post_execute", flush_figures)
+    shell.events.register("post_execute", after_cell)
     try:
         shell.InteractiveTB.set_mode("Plain")
     except Exception:
@@ -131,7 +137,6 @@ def setup(max_images: int, max_pixels: int) -> None:
                 namespace[name] = PIL.Image.frombytes(mode, (width, height), f.read())
 
     module = types.ModuleType("_deepeyes_sandbox")
-    module.dropped = lambda: state["dropped"]  # type: ignore[attr-defined]
     module.load_inputs = load_inputs  # type: ignore[attr-defined]
     sys.modules["_deepeyes_sandbox"] = module
     shell.user_ns["plt"] = plt
@@ -141,6 +146,6 @@ def bootstrap_code(max_images: int, max_pixels: int) -> str:
     """The cell that sets a fresh kernel up, leaving no names behind but ``plt``."""
     from pathlib import Path
 
-    source = Path(__file__).read_text()
+    source = Path(__file__).read_text()  # DROPPED_MIME travels with it
     return (f"exec(compile({source!r} + '\\nsetup({int(max_images)}, {int(max_pixels)})', "
             f"'<deepeyes-sandbox-setup>', 'exec'), {{'__name__': '_deepeyes_setup'}})")

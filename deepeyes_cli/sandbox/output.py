@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import re
 import struct
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
+
+from deepeyes_cli.sandbox.kernel_init import DROPPED_MIME
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-Z\\-_]")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -104,6 +107,10 @@ class CellCapture:
             (self.stderr if content.get("name") == "stderr" else self.stdout).add(content.get("text", ""))
         elif msg_type in ("display_data", "execute_result", "update_display_data"):
             data = content.get("data") or {}
+            if DROPPED_MIME in data:  # the kernel's own count of images it did not send
+                with contextlib.suppress(TypeError, ValueError, KeyError):
+                    self.images_dropped += int(data[DROPPED_MIME]["dropped"])
+                return
             image = data.get("image/png")
             if image is not None:
                 self._add_image(image)

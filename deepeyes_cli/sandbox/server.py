@@ -157,7 +157,7 @@ def create_app(cfg: SandboxConfig, token: str | None = None, pool: KernelPool | 
         result = await session.run(req.code, req.timeout)
         result.notes[:0] = notes
         metrics.observe(result, time.perf_counter() - start)
-        return result_to_wire(result)
+        return JSONResponse(result_to_wire(result))  # already JSON-ready: skip FastAPI's encoder
 
     @app.post("/sessions", dependencies=guarded)
     async def open_session(req: OpenRequest) -> Any:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from typing import TYPE_CHECKING, Any
@@ -18,7 +17,6 @@ if TYPE_CHECKING:
     from deepeyes_cli.sandbox.pool import KernelPool
 
 log = logging.getLogger(__name__)
-DROPPED_EXPR = {"dropped": "__import__('_deepeyes_sandbox').dropped()"}
 _RAW_MODES = {"1", "L", "LA", "I", "I;16", "F", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr", "LAB", "HSV"}
 
 
@@ -114,8 +112,7 @@ class LocalSession:
 
         assert self.kernel is not None
         try:
-            return await self.kernel.execute(code, limit, grace=self.pool.cfg.interrupt_grace_s,
-                                             user_expressions=DROPPED_EXPR)
+            return await self.kernel.execute(code, limit, grace=self.pool.cfg.interrupt_grace_s)
         except (SandboxError, OSError, RuntimeError, ValueError) as e:  # a broken channel: treat as a crash
             log.warning("session %s: kernel channel failed: %s", self.id, e)
             execution = Execution(self.pool.limits.capture(), status="died")
@@ -126,10 +123,6 @@ class LocalSession:
         assert self.kernel is not None
         text = ex.capture.text_fields()
         dropped = ex.capture.images_dropped
-        expr = ex.user_expressions.get("dropped") or {}
-        with contextlib.suppress(KeyError, TypeError, ValueError):
-            if expr.get("status") == "ok":
-                dropped += int(expr["data"]["text/plain"])
         status: CellStatus = {"ok": "ok", "error": "error", "timeout": "timeout", "died": "crashed"}[ex.status]  # type: ignore[assignment]
         error = text["error"]
         if status == "timeout":
