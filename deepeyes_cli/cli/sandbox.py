@@ -50,16 +50,16 @@ def serve(
     plan = [f"listen on http://{host}:{port} ({cfg.isolation} isolation, {cfg.pool_size} kernels ready, "
             f"at most {cfg.max_sessions} sessions, {cfg.memory_mb} MiB each)", "auth: bearer token" if token else
             "auth: none"]
-    stage = start_stage("sandbox-serve", recipe, overrides, run_dir=run_dir, dry_run=dry_run,
-                        plan=lambda _: plan, resolved=resolved)  # type: ignore[arg-type]
-    if stage is None:
-        return
     from deepeyes_cli.sandbox.server import exposure_warning
     from deepeyes_cli.sandbox.server import serve as run_server
 
     warning = exposure_warning(host, token)
     if warning:
         print_warning(warning)
+    stage = start_stage("sandbox-serve", recipe, overrides, run_dir=run_dir, dry_run=dry_run,
+                        plan=lambda _: plan, resolved=resolved)  # type: ignore[arg-type]
+    if stage is None:
+        return
 
     def ready(url: str) -> None:
         err_console.print(f"sandbox listening on {url}", highlight=False, markup=False)

@@ -87,6 +87,7 @@ class Kernel:
                                    hint="the kernel Python needs ipykernel, pillow, numpy and matplotlib")
             # One ordinary cell, so the session's first cell does not pay for IPython's first-run paths.
             await kernel.execute("None", timeout, store_history=False)
+            kernel._no_reconnect()
         except BaseException as e:
             await kernel.kill()
             if isinstance(e, SandboxError):
@@ -97,6 +98,15 @@ class Kernel:
                                         "sandbox.start_timeout_s") from None
             raise
         return kernel
+
+    def _no_reconnect(self) -> None:
+        """Once connected, never reconnect: the kernel owns the directory of its socket files and
+        could put a link to another socket there; a dropped connection means a dead kernel."""
+        import zmq
+
+        for channel in (self.client.shell_channel, self.client.iopub_channel, self.client.control_channel):
+            with contextlib.suppress(Exception):
+                channel.socket.setsockopt(zmq.RECONNECT_IVL, -1)
 
     async def _handshake(self) -> None:
         """Wait until the kernel answers on shell AND our iopub subscription is live (a SUB

@@ -160,7 +160,8 @@ class _SubprocessLauncher:
         self.python = python or sys.executable
         self.cgroups = CgroupFactory.detect() if use_cgroups else None
 
-    def _argv(self, slot: KernelSlot, python_exe: str) -> list[str]:
+    def _argv(self, slot: KernelSlot, python_exe: str) -> tuple[list[str], int | None]:
+        """The command, and a file descriptor it reads (closed here once it is started)."""
         raise NotImplementedError
 
     def _cwd(self, slot: KernelSlot) -> str | None:
@@ -173,12 +174,16 @@ class _SubprocessLauncher:
         cgroup = self.cgroups.create(slot.name, self.limits) if self.cgroups else None
         memory_held = cgroup is not None and "memory" in cgroup.dirs
         layout = python_layout(self.python)
-        argv = [*join_cgroup_script(cgroup), *prlimit_argv(self.limits, address_space=not memory_held),
-                *self._argv(slot, str(layout["executable"]))]
-        with open(slot.log, "ab") as log_file:
-            proc = await asyncio.create_subprocess_exec(
-                *argv, stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file, start_new_session=True,
-                env=self._env(slot), cwd=self._cwd(slot))
+        command, fd = self._argv(slot, str(layout["executable"]))
+        argv = [*join_cgroup_script(cgroup), *prlimit_argv(self.limits, address_space=not memory_held), *command]
+        try:
+            with open(slot.log, "ab") as log_file:
+                proc = await asyncio.create_subprocess_exec(
+                    *argv, stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file, start_new_session=True,
+                    env=self._env(slot), cwd=self._cwd(slot), pass_fds=() if fd is None else (fd,))
+        finally:
+            if fd is not None:
+                os.close(fd)
         return SubprocessKernel(proc, cgroup, self.limits)
 
     def _env(self, slot: KernelSlot) -> dict[str, str]:
@@ -209,8 +214,8 @@ class PlainLauncher(_SubprocessLauncher):
             (slot.dir / sub).mkdir(exist_ok=True)
         return str(slot.dir / "work")
 
-    def _argv(self, slot: KernelSlot, python_exe: str) -> list[str]:
-        return [python_exe, *KERNEL_ARGS, "-f", str(slot.ipc / "connection.json")]
+    def _argv(self, slot: KernelSlot, python_exe: str) -> tuple[list[str], int | None]:
+        return [python_exe, *KERNEL_ARGS, "-f", str(slot.ipc / "connection.json")], None
 
 
 def _ancestors(path: str) -> list[str]:
@@ -237,14 +242,17 @@ class BwrapLauncher(_SubprocessLauncher):
         super().__init__(limits, python)
         self.bwrap = bwrap
 
-    def _argv(self, slot: KernelSlot, python_exe: str) -> list[str]:
+    def _argv(self, slot: KernelSlot, python_exe: str) -> tuple[list[str], int | None]:
+        """bwrap reads its options from a file descriptor, so the sandbox's ``/proc/1/cmdline``
+        (bwrap's own) shows no host path."""
         assert slot.uid is not None, "bwrap kernels run under their own uid"
         uid = str(slot.uid)
-        a = [self.bwrap, "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try",
+        tmpfs_size = str(self.limits.memory_bytes)  # bounds the tmpfs even where no memory cgroup does
+        a = ["--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try",
              "--die-with-parent", "--new-session", "--hostname", "sandbox",
-             "--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/tmp",
-             "--perms", "0755", "--dir", INSIDE_ROOT, "--perms", "1777", "--tmpfs", INSIDE["work"],
-             "--ro-bind", "/usr", "/usr"]
+             "--proc", "/proc", "--dev", "/dev", "--size", tmpfs_size, "--perms", "1777", "--tmpfs", "/tmp",
+             "--perms", "0755", "--dir", INSIDE_ROOT, "--size", tmpfs_size, "--perms", "1777",
+             "--tmpfs", INSIDE["work"], "--ro-bind", "/usr", "/usr"]
         for top in ("/bin", "/sbin", "/lib", "/lib32", "/lib64"):
             if os.path.islink(top):
                 a += ["--symlink", os.readlink(top), top]
@@ -269,10 +277,13 @@ class BwrapLauncher(_SubprocessLauncher):
               "--ro-bind", str(slot.input), INSIDE["input"], "--chdir", INSIDE["work"], "--clearenv"]
         for k, v in kernel_env(self.paths_for(slot)).items():
             a += ["--setenv", k, v]
-        a += ["--", "setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--inh-caps=-all",
-              "--bounding-set=-all", "--no-new-privs",
-              python_exe, *KERNEL_ARGS, "-f", f"{INSIDE['kernel']}/connection.json"]
-        return a
+        options = slot.dir / "bwrap.args"
+        options.write_bytes(b"".join(x.encode() + b"\0" for x in a))
+        fd = os.open(options, os.O_RDONLY)
+        command = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--inh-caps=-all",
+                   "--bounding-set=-all", "--no-new-privs",
+                   python_exe, *KERNEL_ARGS, "-f", f"{INSIDE['kernel']}/connection.json"]
+        return [self.bwrap, "--args", str(fd), "--", *command], fd
 
     def _env(self, slot: KernelSlot) -> dict[str, str]:
         (slot.dir / "etc").mkdir(exist_ok=True)

@@ -81,14 +81,18 @@ class LocalSession:
         cfg = self.pool.cfg
         limit = min(timeout if timeout and timeout > 0 else cfg.timeout_s, cfg.max_timeout_s)
         async with self._lock:
-            if self.closed or self.kernel is None:
+            if self.closed:
                 raise SandboxError(f"session {self.id} is closed", hint="open a new session")
             self.busy = True
             self.last_used = time.monotonic()
             notes: list[str] = []
             restarted = False
             try:
-                if not self.kernel.alive:
+                if self.kernel is None:  # an earlier restart failed: try again now
+                    await self._restart()
+                    restarted = True
+                    notes.append(f"the kernel was restarted: {self._reloaded()}")
+                elif not self.kernel.alive:
                     reason = self.kernel.process.exit_reason()
                     await self._restart()
                     restarted = True

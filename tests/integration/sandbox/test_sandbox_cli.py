@@ -39,6 +39,9 @@ def test_serve_refuses_workers_and_dry_runs(cli) -> None:
     assert r.returncode == 2 and "one process" in r.stderr
     r = cli("sandbox", "serve", "--dry-run", "--host", "0.0.0.0", "sandbox.max_sessions=7")
     assert r.returncode == 0 and "max_sessions: 7" in r.stdout and "at most 7 sessions" in r.stdout
+    assert "without a token" in r.stderr
+    r = cli("sandbox", "serve", "--dry-run", "--host", "0.0.0.0", "--token", "t0k3n")
+    assert r.returncode == 0 and "without a token" not in r.stderr and "t0k3n" not in r.stdout
 
 
 def test_build_image_without_an_engine_and_its_context(cli, tmp_path: Path) -> None:

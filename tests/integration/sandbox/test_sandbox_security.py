@@ -52,6 +52,9 @@ def test_host_files_are_unreadable(sandbox_server: Any, tmp_path: Path) -> None:
     out = body["output"]["stdout"]
     assert out.count("denied") == 5, out
     assert sandbox_server.secret not in out and "READ" not in out
+    # bwrap (PID 1 there) got its options through a file descriptor: no host paths in its cmdline.
+    cmdline = sandbox_server.cell("print(open('/proc/1/cmdline').read())")["output"]["stdout"]
+    assert "bwrap" in cmdline and "deepeyes-sandbox-" not in cmdline and "/sandbox/kernel" in cmdline
     sandbox_server.assert_serving()
 
 
