@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field
 from deepeyes_cli.sandbox.base import CellResult, CellStatus
 
 DEFAULT_SESSION = "JupyterSandboxDefault"  # the original's default session id
+NO_RESULT = "None"  # what the original puts in output.result when the cell has no value
 EMPTY_CODE = {"output": "Error: No code provided", "status": "error", "execution_time": 0.0}
 
 
@@ -42,7 +43,7 @@ def result_to_wire(result: CellResult) -> dict[str, Any]:
     return {
         "status": "success",
         "execution_time": result.execution_time,
-        "output": {"result": result.result or "", "stdout": result.stdout, "stderr": stderr,
+        "output": {"result": NO_RESULT if result.result is None else result.result, "stdout": result.stdout, "stderr": stderr,
                    "images": [base64.b64encode(png).decode("ascii") for png in result.images],
                    "debug_info": {"msg": "; ".join(result.notes)}},
         "deepeyes": {"status": result.status, "stderr": result.stderr, "error": result.error,
@@ -57,6 +58,11 @@ def _decode_image(image: str) -> bytes:
     return base64.b64decode(image)
 
 
+def _result(value: Any) -> str | None:
+    # IPython shows no value for None, so "None" here always means "no value".
+    return None if value in (None, "", NO_RESULT) else str(value)
+
+
 def result_from_wire(body: dict[str, Any]) -> CellResult:
     """A :class:`CellResult` from our server's answer, or from the original server's."""
     output = body.get("output")
@@ -67,7 +73,7 @@ def result_from_wire(body: dict[str, Any]) -> CellResult:
     extra = body.get("deepeyes")
     if isinstance(extra, dict):
         return CellResult(status=cast(CellStatus, extra.get("status", "ok")), stdout=output.get("stdout", ""),
-                          stderr=extra.get("stderr", ""), result=output.get("result") or None,
+                          stderr=extra.get("stderr", ""), result=_result(output.get("result")),
                           error=extra.get("error"), images=images,
                           execution_time=float(body.get("execution_time") or 0.0),
                           truncated=bool(extra.get("truncated")), images_dropped=int(extra.get("images_dropped") or 0),
@@ -76,5 +82,5 @@ def result_from_wire(body: dict[str, Any]) -> CellResult:
     status: CellStatus = ("timeout" if "timed out" in stderr else
               "error" if "Traceback" in stderr or stderr.startswith("SyntaxError") else "ok")
     return CellResult(status=status, stdout=output.get("stdout", ""), stderr=stderr,
-                      result=output.get("result") or None, images=images,
+                      result=_result(output.get("result")), images=images,
                       execution_time=float(body.get("execution_time") or 0.0))

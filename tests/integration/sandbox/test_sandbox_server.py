@@ -29,6 +29,7 @@ def test_original_client_request_and_response_shape(sandbox_server: Any) -> None
     assert body["output"]["stderr"] == "" and body["output"]["images"] == []
     body = sandbox_server.cell("1 / 0", sid)
     assert body["status"] == "success" and "ZeroDivisionError" in body["output"]["stderr"]
+    assert body["output"]["result"] == "None"  # the original's way of saying "no value"
     assert "\x1b[" not in body["output"]["stderr"] and body["deepeyes"]["status"] == "error"
     resp = sandbox_server.client.post("/jupyter_sandbox", json={"session_id": sid, "code": "  "})
     assert resp.json() == {"output": "Error: No code provided", "status": "error", "execution_time": 0.0}
