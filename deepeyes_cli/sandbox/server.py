@@ -222,6 +222,7 @@ def serve(cfg: SandboxConfig, host: str = "127.0.0.1", port: int = 8080, token: 
         server.should_exit = True
 
     app = create_app(cfg, token, on_ready=(lambda: on_ready(url)) if on_ready else None, on_start_failure=failed)
+    # loop/http "auto": uvloop and httptools, installed with us, save about a millisecond per cell.
     config = uvicorn.Config(app, log_level=log_level, access_log=False, lifespan="on", timeout_keep_alive=75)
     server = uvicorn.Server(config)
     server.run(sockets=[sock])
