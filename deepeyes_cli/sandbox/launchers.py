@@ -24,7 +24,10 @@ from deepeyes_cli.sandbox.limits import Cgroup, CgroupFactory, Limits, join_cgro
 INSIDE_ROOT = "/sandbox"
 INSIDE = {"work": f"{INSIDE_ROOT}/work", "kernel": f"{INSIDE_ROOT}/kernel", "input": f"{INSIDE_ROOT}/input",
           "assets": f"{INSIDE_ROOT}/assets", "tmp": "/tmp"}
-KERNEL_ARGS = ["-m", "ipykernel_launcher", "--HistoryManager.enabled=False", "--Application.log_level=WARN"]
+# No history database; no 0.5 ms nap before each reply (it lets clients that stop at the reply
+# catch the last output: we wait for the kernel's "idle" on IOPub, which comes after it anyway).
+KERNEL_ARGS = ["-m", "ipykernel_launcher", "--HistoryManager.enabled=False", "--Kernel._execute_sleep=0",
+               "--Application.log_level=WARN"]
 _ETC_FILES = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "alternatives", "fonts", "mime.types")
 
 
