@@ -31,6 +31,8 @@ processes (pids) and the CPU quota are cgroup limits (v2, else the v1 memory/pid
 hierarchies). Otherwise memory falls back to RLIMIT_AS per process (a fork can multiply it),
 processes to RLIMIT_NPROC (it binds because the uid is unprivileged and unique), and there is
 no CPU quota (the cell timeout and RLIMIT_CPU remain). ``deepeyes sandbox check`` says which.
+A server that is not root cannot give kernels uids of their own: they keep its uid (in a user
+namespace made by bwrap), so processes are then limited only by a delegated pids cgroup.
 
 Not covered: Linux kernel exploits (there is no seccomp filter, so the whole syscall surface
 of an unprivileged user is reachable, user namespaces included where the host allows them);

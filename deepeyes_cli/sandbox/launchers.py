@@ -162,6 +162,7 @@ class _SubprocessLauncher:
         self.limits = limits
         self.python = python or sys.executable
         self.cgroups = CgroupFactory.detect() if use_cgroups else None
+        self.own_uid = False  # does each kernel run under a uid of its own?
 
     def _argv(self, slot: KernelSlot, python_exe: str) -> tuple[list[str], int | None]:
         """The command, and a file descriptor it reads (closed here once it is started)."""
@@ -178,7 +179,8 @@ class _SubprocessLauncher:
         memory_held = cgroup is not None and "memory" in cgroup.dirs
         layout = python_layout(self.python)
         command, fd = self._argv(slot, str(layout["executable"]))
-        argv = [*join_cgroup_script(cgroup), *prlimit_argv(self.limits, address_space=not memory_held), *command]
+        limits = prlimit_argv(self.limits, address_space=not memory_held, own_uid=self.own_uid)
+        argv = [*join_cgroup_script(cgroup), *limits, *command]
         try:
             with open(slot.log, "ab") as log_file:
                 proc = await asyncio.create_subprocess_exec(
@@ -244,6 +246,9 @@ class BwrapLauncher(_SubprocessLauncher):
                 raise SandboxError(f"{tool} (util-linux) is not installed", hint="apt-get install util-linux")
         super().__init__(limits, python)
         self.bwrap = bwrap
+        # As root we drop each kernel to a uid of its own. Otherwise bwrap makes a user namespace
+        # and the kernel keeps our uid: no per-session RLIMIT_NPROC then, only a pids cgroup if any.
+        self.own_uid = os.geteuid() == 0
 
     def _argv(self, slot: KernelSlot, python_exe: str) -> tuple[list[str], int | None]:
         """bwrap reads its options from a file descriptor, so the sandbox's ``/proc/1/cmdline``
@@ -283,14 +288,15 @@ class BwrapLauncher(_SubprocessLauncher):
         options = slot.dir / "bwrap.args"
         options.write_bytes(b"".join(x.encode() + b"\0" for x in a))
         fd = os.open(options, os.O_RDONLY)
-        command = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--inh-caps=-all",
-                   "--bounding-set=-all", "--no-new-privs",
-                   python_exe, *KERNEL_ARGS, "-f", f"{INSIDE['kernel']}/connection.json"]
+        kernel = [python_exe, *KERNEL_ARGS, "-f", f"{INSIDE['kernel']}/connection.json"]
+        drop = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--inh-caps=-all",
+                "--bounding-set=-all", "--no-new-privs"]
+        command = [*drop, *kernel] if self.own_uid else kernel
         return [self.bwrap, "--args", str(fd), "--", *command], fd
 
     def _env(self, slot: KernelSlot) -> dict[str, str]:
         (slot.dir / "etc").mkdir(exist_ok=True)
-        (slot.dir / "etc" / "passwd").write_text(f"sandbox:x:{slot.uid}:{slot.uid}:sandbox:{INSIDE['work']}:"
-                                                 "/usr/sbin/nologin\n")
-        (slot.dir / "etc" / "group").write_text(f"sandbox:x:{slot.uid}:\n")
+        uid = slot.uid if self.own_uid else os.getuid()
+        (slot.dir / "etc" / "passwd").write_text(f"sandbox:x:{uid}:{uid}:sandbox:{INSIDE['work']}:/usr/sbin/nologin\n")
+        (slot.dir / "etc" / "group").write_text(f"sandbox:x:{uid}:\n")
         return {"PATH": "/usr/local/bin:/usr/bin:/bin"}  # bwrap's own environment; the kernel's is --clearenv'd

@@ -41,11 +41,14 @@ class Limits:
                    open_files=int(cfg.open_files), max_processes=int(cfg.max_processes))  # type: ignore[attr-defined]
 
 
-def prlimit_argv(limits: Limits, *, address_space: bool) -> list[str]:
+def prlimit_argv(limits: Limits, *, address_space: bool, own_uid: bool = True) -> list[str]:
     """`prlimit … --` setting the per-process limits for the command that follows (inherited
-    across exec and fork). RLIMIT_AS only when no memory cgroup holds the session."""
+    across exec and fork). RLIMIT_AS only when no memory cgroup holds the session; RLIMIT_NPROC
+    only when the kernel runs under a uid of its own (it counts every process of that uid)."""
     argv = ["prlimit", f"--cpu={limits.cpu_time_s}", f"--fsize={limits.file_size_bytes}",
-            f"--nofile={limits.open_files}", f"--nproc={limits.max_processes}", "--core=0"]
+            f"--nofile={limits.open_files}", "--core=0"]
+    if own_uid:
+        argv.append(f"--nproc={limits.max_processes}")
     if address_space:
         argv.append(f"--as={limits.memory_bytes}")
     return [*argv, "--"]
