@@ -15,7 +15,8 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from deepeyes_cli.errors import SandboxError
-from deepeyes_cli.sandbox.launchers import INSIDE, KERNEL_ARGS, KernelProcess, KernelSlot, kernel_env
+from deepeyes_cli.sandbox.launchers import KERNEL_ARGS, KernelProcess
+from deepeyes_cli.sandbox.state import INSIDE, KernelSlot, kernel_env
 
 if TYPE_CHECKING:
     from deepeyes_cli.sandbox.config import SandboxConfig

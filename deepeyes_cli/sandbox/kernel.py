@@ -21,7 +21,8 @@ from deepeyes_cli.sandbox.output import CellCapture
 if TYPE_CHECKING:
     from jupyter_client.asynchronous import AsyncKernelClient
 
-    from deepeyes_cli.sandbox.launchers import KernelProcess, KernelSlot, Launcher
+    from deepeyes_cli.sandbox.launchers import KernelProcess, Launcher
+    from deepeyes_cli.sandbox.state import KernelSlot
 
 log = logging.getLogger(__name__)
 PORTS = {"shell_port": 1, "iopub_port": 2, "stdin_port": 3, "control_port": 4, "hb_port": 5}

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
-import json
 import os
 import shutil
 import signal
@@ -19,39 +17,13 @@ from typing import Protocol
 
 from deepeyes_cli.errors import SandboxError
 from deepeyes_cli.sandbox.limits import Cgroup, CgroupFactory, Limits, join_cgroup_script, prlimit_argv
+from deepeyes_cli.sandbox.state import INSIDE, INSIDE_ROOT, KernelSlot, kernel_env, python_layout
 
-# Paths a kernel sees inside bubblewrap or a container.
-INSIDE_ROOT = "/sandbox"
-INSIDE = {"work": f"{INSIDE_ROOT}/work", "kernel": f"{INSIDE_ROOT}/kernel", "input": f"{INSIDE_ROOT}/input",
-          "assets": f"{INSIDE_ROOT}/assets", "tmp": "/tmp"}
 # No history database; no 0.5 ms nap before each reply (it lets clients that stop at the reply
 # catch the last output: we wait for the kernel's "idle" on IOPub, which comes after it anyway).
 KERNEL_ARGS = ["-m", "ipykernel_launcher", "--HistoryManager.enabled=False", "--Kernel._execute_sleep=0",
                "--Application.log_level=WARN"]
 _ETC_FILES = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "alternatives", "fonts", "mime.types")
-
-
-@dataclass
-class KernelSlot:
-    """The host side of one kernel: ``dir/ipc`` (connection file, sockets; writable by the
-    kernel), ``dir/input`` (images, read-only for it), ``dir/kernel.log`` (its stdout/stderr)."""
-
-    name: str
-    dir: Path
-    assets: Path
-    uid: int | None = None
-
-    @property
-    def ipc(self) -> Path:
-        return self.dir / "ipc"
-
-    @property
-    def input(self) -> Path:
-        return self.dir / "input"
-
-    @property
-    def log(self) -> Path:
-        return self.dir / "kernel.log"
 
 
 class KernelProcess(Protocol):
@@ -75,37 +47,6 @@ class Launcher(Protocol):
     async def launch(self, slot: KernelSlot) -> KernelProcess: ...
 
     def close(self) -> None: ...
-
-
-@functools.lru_cache(maxsize=8)
-def python_layout(python: str) -> dict[str, object]:
-    """Where an interpreter lives: the directories to expose read-only and the path to run.
-    Asked of the interpreter itself (once), with an empty environment."""
-    code = ("import json, os, sys; print(json.dumps({'roots': [sys.prefix, sys.base_prefix, sys.exec_prefix, "
-            "sys.base_exec_prefix], 'venv': sys.prefix != sys.base_prefix, 'prefix': sys.prefix, "
-            "'executable': sys.executable}))")
-    try:
-        out = subprocess.run([python, "-I", "-c", code], capture_output=True, text=True, timeout=60,
-                             env={"PATH": "/usr/local/bin:/usr/bin:/bin"}, check=True).stdout
-    except (OSError, subprocess.SubprocessError) as e:
-        raise SandboxError(f"cannot run the kernel Python {python!r}: {e}",
-                           hint="set sandbox.python to an interpreter with ipykernel installed") from e
-    info = json.loads(out)
-    roots = sorted({os.path.realpath(p) for p in info["roots"]})
-    exe = os.path.realpath(info["executable"])
-    if info["venv"]:  # run the venv's own bin/python so the venv's site-packages are used
-        exe = os.path.join(os.path.realpath(info["prefix"]), "bin", os.path.basename(info["executable"]))
-    kept = [r for r in roots if not any(r != o and r.startswith(o + os.sep) for o in roots)]
-    return {"roots": kept, "executable": exe}
-
-
-def kernel_env(inside: dict[str, str]) -> dict[str, str]:
-    """The whole environment of a kernel: nothing inherited from the server (no secrets)."""
-    return {"HOME": inside["work"], "PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8",
-            "TMPDIR": inside["tmp"], "MPLBACKEND": "agg", "MPLCONFIGDIR": f"{inside['tmp']}/mpl",
-            "DEEPEYES_MPL_CACHE": f"{inside['assets']}/mpl", "IPYTHONDIR": f"{inside['tmp']}/ipython",
-            "PYTHONNOUSERSITE": "1", "PYTHONDONTWRITEBYTECODE": "1", "OMP_NUM_THREADS": "1",
-            "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYDEVD_DISABLE_FILE_VALIDATION": "1"}
 
 
 @dataclass

@@ -13,10 +13,7 @@ import asyncio
 import collections
 import contextlib
 import logging
-import os
 import shutil
-import subprocess
-import tempfile
 import time
 import uuid
 from collections.abc import Sequence
@@ -26,8 +23,9 @@ from typing import TYPE_CHECKING, Any
 from deepeyes_cli.errors import SandboxError
 from deepeyes_cli.sandbox.config import SandboxConfig
 from deepeyes_cli.sandbox.kernel import Kernel, OutputLimits
-from deepeyes_cli.sandbox.launchers import KernelSlot, Launcher, python_layout
+from deepeyes_cli.sandbox.launchers import Launcher
 from deepeyes_cli.sandbox.session import LocalSession
+from deepeyes_cli.sandbox.state import KernelSlot, make_slot, prepare_state_dir
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -94,6 +92,19 @@ class KernelPool:
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
+    async def _prepare(self) -> None:
+        self._ready = asyncio.Queue()
+        isolation = self.launcher.isolation
+        # A docker image ships its own font list.
+        self._state = await prepare_state_dir(self.cfg.state_dir, self.cfg.python, font_list=isolation != "docker")
+
+    def _new_slot(self) -> KernelSlot:
+        assert self._state is not None
+        self._serial += 1
+        uid = next(u for u in range(self.cfg.uid_base, self.cfg.uid_base + 1_000_000) if u not in self._uids)
+        self._uids.add(uid)
+        return make_slot(self._state, self._serial, uid, world_writable_ipc=self.launcher.isolation == "docker")
+
     async def start(self) -> None:
         """Prepare the state directory, start one kernel to prove the set-up works (a clear error
         now beats one per session later), then fill the pool in the background."""
@@ -111,47 +122,6 @@ class KernelPool:
                 self._started.exception()  # mark retrieved
                 raise
         await asyncio.shield(self._started)
-
-    async def _prepare(self) -> None:
-        self._ready = asyncio.Queue()
-        launcher = self.launcher
-        base = self.cfg.state_dir
-        if base:
-            Path(base).mkdir(parents=True, exist_ok=True)
-        from deepeyes_cli.sandbox.limits import remove_stale
-
-        remove_stale(Path(base or tempfile.gettempdir()))
-        self._state = Path(tempfile.mkdtemp(prefix=f"deepeyes-sandbox-{os.getpid()}-", dir=base))
-        self._state.chmod(0o711)
-        assets = self._state / "assets"
-        (assets / "mpl").mkdir(parents=True)
-        assets.chmod(0o755)
-        (assets / "mpl").chmod(0o755)
-        if launcher.isolation != "docker":  # the image ships its own font list
-            python = str(python_layout(self.cfg.python or _this_python())["executable"])
-            await asyncio.to_thread(
-                subprocess.run, [python, "-I", "-c", "import matplotlib.font_manager"], capture_output=True,
-                env={"MPLCONFIGDIR": str(assets / "mpl"), "PATH": "/usr/bin:/bin"}, timeout=120)
-            for f in (assets / "mpl").iterdir():
-                f.chmod(0o644)
-
-    def _new_slot(self) -> KernelSlot:
-        assert self._state is not None
-        self._serial += 1
-        uid = next(u for u in range(self.cfg.uid_base, self.cfg.uid_base + 1_000_000) if u not in self._uids)
-        self._uids.add(uid)
-        slot = KernelSlot(name=f"k{self._serial}", dir=self._state / f"k{self._serial}",
-                          assets=self._state / "assets", uid=uid)
-        slot.ipc.mkdir(parents=True)
-        slot.input.mkdir()
-        slot.dir.chmod(0o711)
-        slot.input.chmod(0o755)
-        if os.geteuid() == 0:
-            os.chown(slot.ipc, uid, uid)
-            slot.ipc.chmod(0o700)
-        elif self.launcher.isolation == "docker":  # the container's uid must create its sockets here
-            slot.ipc.chmod(0o777)
-        return slot
 
     async def _start_kernel(self) -> Kernel:
         slot = self._new_slot()
@@ -297,8 +267,3 @@ class KernelPool:
         if self._state is not None:
             shutil.rmtree(self._state, ignore_errors=True)
 
-
-def _this_python() -> str:
-    import sys
-
-    return sys.executable

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from deepeyes_cli.sandbox.config import SandboxConfig
 from deepeyes_cli.sandbox.docker_backend import container_spec
-from deepeyes_cli.sandbox.launchers import KernelSlot
+from deepeyes_cli.sandbox.state import KernelSlot
 
 
 def test_container_spec_is_locked_down_and_valid_for_the_sdk(tmp_path: Path) -> None:
