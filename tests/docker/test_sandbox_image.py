@@ -5,6 +5,7 @@ building the image and running kernels in containers needs an engine (marked `do
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 import subprocess
 import sys
@@ -56,6 +57,17 @@ def test_pinned_requirements_install_and_run_a_kernel(tmp_path: Path) -> None:
     cfg = SandboxConfig(isolation=isolation, python=str(venv / "bin" / "python"), pool_size=0)
     status, out, images = _run_toolbox_cell(cfg)
     assert status == "ok" and out == "(24, 32) (24, 32)\n" and images == 1, out
+    # The CLI from the image's build context runs on the image's requirements alone (no torch …).
+    from deepeyes_cli.sandbox.image import write_build_context
+
+    context = write_build_context(tmp_path / "context")
+    run = subprocess.run([str(venv / "bin" / "python"), "-m", "deepeyes_cli", "sandbox", "run", "--json",
+                          "import cv2, scipy; print(cv2.__version__ > '4')", f"sandbox.isolation={isolation}",
+                          "sandbox.pool_size=0", f"run.runs_dir={tmp_path / 'runs'}"],
+                         capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                         env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "PYTHONPATH": str(context)})
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout)["stdout"] == "True\n"
 
 
 @pytest.mark.docker
