@@ -3,7 +3,7 @@ function __deepeyes_path
     set -l path deepeyes
     for w in (commandline -opc)[2..-1]
         switch "$path $w"
-            case 'deepeyes ask' 'deepeyes completions' 'deepeyes judge' 'deepeyes model' 'deepeyes recipes' 'deepeyes search' 'deepeyes view' 'deepeyes completions show' 'deepeyes completions write' 'deepeyes model build-tiny' 'deepeyes model check' 'deepeyes recipes cp' 'deepeyes recipes ls' 'deepeyes recipes show' 'deepeyes recipes validate' 'deepeyes search cache' 'deepeyes search image' 'deepeyes search index' 'deepeyes search serve' 'deepeyes search text' 'deepeyes search cache export' 'deepeyes search cache import' 'deepeyes search cache prune' 'deepeyes search cache stats'
+            case 'deepeyes ask' 'deepeyes completions' 'deepeyes judge' 'deepeyes model' 'deepeyes recipes' 'deepeyes sandbox' 'deepeyes search' 'deepeyes view' 'deepeyes completions show' 'deepeyes completions write' 'deepeyes model build-tiny' 'deepeyes model check' 'deepeyes recipes cp' 'deepeyes recipes ls' 'deepeyes recipes show' 'deepeyes recipes validate' 'deepeyes sandbox build-image' 'deepeyes sandbox check' 'deepeyes sandbox run' 'deepeyes sandbox serve' 'deepeyes search cache' 'deepeyes search image' 'deepeyes search index' 'deepeyes search serve' 'deepeyes search text' 'deepeyes search cache export' 'deepeyes search cache import' 'deepeyes search cache prune' 'deepeyes search cache stats'
                 set path $path $w
         end
     end
@@ -15,6 +15,7 @@ complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes"' -a 'completions' -
 complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes"' -a 'judge' -d 'Score trajectories: format rules, answer-matching rules, then the cached LLM judge.'
 complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes"' -a 'model' -d 'Build the tiny offline model; load and smoke-test any Qwen2.5-VL checkpoint.'
 complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes"' -a 'recipes' -d 'List, show, copy and validate recipes.'
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes"' -a 'sandbox' -d 'The code sandbox: serve it over HTTP, run a cell, check isolation, build its Docker image.'
 complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes"' -a 'search' -d 'Search the web by text or image through the cache; build offline indexes; serve a shared cache.'
 complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes"' -a 'view' -d 'Write an HTML page to read trajectories turn by turn (images inline; filter by'
 complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes"' -l version
@@ -99,6 +100,52 @@ complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes recipes show"' -F
 complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes recipes validate"' -l help
 complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes recipes validate"' -s h
 complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes recipes validate"' -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes sandbox"' -a 'build-image' -d 'Build the sandboxs Docker image (sandbox_image/Dockerfile) with the Docker engine.'
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes sandbox"' -a 'check' -d 'Say which isolation and limits this machine gives sessions, and start one kernel to prove it.'
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes sandbox"' -a 'run' -d 'Run one cell in a fresh session and print what it returns (stdout, stderr, images …).'
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes sandbox"' -a 'serve' -d 'Serve sessions over HTTP: POST /jupyter_sandbox (the originals API), /sessions, /health, /metrics.'
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes sandbox"' -l help
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes sandbox"' -s h
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes sandbox build-image"' -l dry-run
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes sandbox build-image"' -l help
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes sandbox build-image"' -s h
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes sandbox build-image"' -l tag -r -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes sandbox build-image"' -l context-out -r -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes sandbox build-image"' -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes sandbox check"' -l help
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes sandbox check"' -s h
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes sandbox check"' -l recipe -r -a '32b 7b tiny (__fish_complete_suffix .yaml)'
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes sandbox check"' -s r -r -a '32b 7b tiny (__fish_complete_suffix .yaml)'
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes sandbox check"' -l isolation -r -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes sandbox check"' -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes sandbox run"' -l json
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes sandbox run"' -l help
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes sandbox run"' -s h
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes sandbox run"' -l file -r -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes sandbox run"' -s f -r -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes sandbox run"' -l image -r -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes sandbox run"' -s i -r -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes sandbox run"' -l recipe -r -a '32b 7b tiny (__fish_complete_suffix .yaml)'
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes sandbox run"' -s r -r -a '32b 7b tiny (__fish_complete_suffix .yaml)'
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes sandbox run"' -l url -r -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes sandbox run"' -l token -r -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes sandbox run"' -l isolation -r -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes sandbox run"' -l timeout -r -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes sandbox run"' -l out -r -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes sandbox run"' -s o -r -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes sandbox run"' -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes sandbox serve"' -l dry-run
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes sandbox serve"' -l help
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes sandbox serve"' -s h
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes sandbox serve"' -l recipe -r -a '32b 7b tiny (__fish_complete_suffix .yaml)'
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes sandbox serve"' -s r -r -a '32b 7b tiny (__fish_complete_suffix .yaml)'
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes sandbox serve"' -l host -r -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes sandbox serve"' -l port -r -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes sandbox serve"' -l token -r -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes sandbox serve"' -l workers -r -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes sandbox serve"' -l isolation -r -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes sandbox serve"' -l run-dir -r -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes sandbox serve"' -F
 complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes search"' -a 'cache' -d 'Inspect, share and trim the search cache.'
 complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes search"' -a 'image' -d 'Image search (Google Lens via SerpAPI, or the local pHash index) of a file or a region of it.'
 complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes search"' -a 'index' -d 'Build an offline index: BM25 over a JSONL corpus, or perceptual hashes of an image folder.'

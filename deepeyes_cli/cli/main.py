@@ -15,7 +15,7 @@ from typing import Annotated
 import typer
 
 from deepeyes_cli import __version__
-from deepeyes_cli.cli import ask, completions, judge, model, recipes, search, view
+from deepeyes_cli.cli import ask, completions, judge, model, recipes, sandbox, search, view
 
 app = typer.Typer(
     name="deepeyes",
@@ -26,13 +26,15 @@ app = typer.Typer(
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+# Listed in --help in this order: what most users run first comes first.
+app.command("ask")(ask.ask)
+app.command("view")(view.view)
+app.command("judge")(judge.judge)
+app.add_typer(sandbox.app, name="sandbox")
+app.add_typer(search.app, name="search")
 app.add_typer(recipes.app, name="recipes")
 app.add_typer(model.app, name="model")
 app.add_typer(completions.app, name="completions")
-app.add_typer(search.app, name="search")
-app.command("judge")(judge.judge)
-app.command("ask")(ask.ask)
-app.command("view")(view.view)
 
 _DEBUG = {"on": bool(os.environ.get("DEEPEYES_DEBUG"))}
 

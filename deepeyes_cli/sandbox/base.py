@@ -44,6 +44,13 @@ class SandboxSession(Protocol):
 
 @runtime_checkable
 class SandboxExecutor(Protocol):
+    """Opens sessions; used as ``async with make_executor(cfg) as executor`` (enter starts the
+    pool or checks the server, exit closes every session it opened)."""
+
     async def open_session(self, images: Sequence[Image] = (), session_id: str | None = None) -> SandboxSession: ...
 
     async def aclose(self) -> None: ...
+
+    async def __aenter__(self) -> SandboxExecutor: ...
+
+    async def __aexit__(self, *exc: object) -> None: ...

@@ -10,7 +10,38 @@ from deepeyes_cli.recipe.base import Section
 
 
 class SandboxConfig(Section):
-    isolation: Literal["bwrap", "docker", "none"] = "bwrap"
+    isolation: Literal["bwrap", "docker", "none"] = Field(
+        "bwrap", description="bwrap (default): bubblewrap namespaces; docker: a container per kernel; "
+                             "none: no isolation at all (refused unless written explicitly, then warned).")
     url: str | None = Field(None, description="Shared sandbox server; in-process pool when unset.")
     token: str | None = Field(None, description="Bearer token for the sandbox server (use ${ENV_VAR}).")
     timeout_s: float = Field(60.0, gt=0, description="Per-cell time limit.")
+    max_timeout_s: float = Field(600.0, gt=0, description="Cap on a timeout a client asks for.")
+    interrupt_grace_s: float = Field(3.0, gt=0, description="How long an interrupted cell may take to stop "
+                                                            "before the kernel is restarted.")
+    # Pool.
+    pool_size: int = Field(4, ge=0, description="Kernels kept started and idle, so a new session does not wait.")
+    max_sessions: int = Field(32, ge=1, description="Live sessions at most; more wait (back-pressure).")
+    queue_timeout_s: float = Field(120.0, gt=0, description="How long a new session waits for a free slot.")
+    idle_timeout_s: float = Field(900.0, gt=0, description="Sessions idle this long are closed.")
+    start_timeout_s: float = Field(60.0, gt=0, description="A kernel that is not ready after this is killed.")
+    start_concurrency: int = Field(2, ge=1, description="Kernels started at the same time.")
+    # Limits, per session.
+    memory_mb: int = Field(2048, ge=64, description="Memory of one session (cgroup; address space otherwise).")
+    cpus: float = Field(1.0, gt=0, description="CPU share of one session (cgroup cpu quota, when available).")
+    cpu_time_s: int = Field(1800, ge=1, description="CPU seconds of one process (RLIMIT_CPU).")
+    file_size_mb: int = Field(256, ge=1, description="Largest file a session may write (RLIMIT_FSIZE).")
+    open_files: int = Field(256, ge=32, description="Open file descriptors per process (RLIMIT_NOFILE).")
+    max_processes: int = Field(64, ge=8, description="Processes and threads of one session (pids cgroup, "
+                                                     "RLIMIT_NPROC under an unprivileged uid).")
+    uid_base: int = Field(61000, ge=1000, description="Sessions run as unprivileged uids from here on (bwrap).")
+    # Output.
+    max_images_per_cell: int = Field(10, ge=0, description="Images returned per cell (the original's cap).")
+    max_image_pixels: int = Field(2048 * 2048, ge=1024, description="Larger images are scaled down to this.")
+    max_output_chars: int = Field(20000, ge=100, description="stdout / stderr / result / error beyond this "
+                                                             "are cut, with a marker.")
+    # Where kernels come from.
+    python: str | None = Field(None, description="Python that runs kernels (default: this one). It needs "
+                                                 "ipykernel, pillow, numpy and matplotlib.")
+    docker_image: str = Field("deepeyes-sandbox:latest", description="Image for isolation: docker.")
+    state_dir: str | None = Field(None, description="Kernel sockets and inputs (default: a private temp dir).")

@@ -1,0 +1,112 @@
+"""The core of `deepeyes sandbox run` and `deepeyes sandbox check`: one session, one cell."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from deepeyes_cli.errors import InputError, SandboxError
+from deepeyes_cli.sandbox.base import CellResult
+from deepeyes_cli.sandbox.config import SandboxConfig
+
+PROBE = """\
+import os, socket
+facts = {"uid": os.getuid(), "visible processes": len([p for p in os.listdir('/proc') if p.isdigit()])}
+try:
+    socket.create_connection(("1.1.1.1", 53), timeout=1); facts["network"] = "reachable"
+except OSError as e:
+    facts["network"] = f"blocked ({e.strerror or e})"
+facts["environment"] = sorted(k for k in os.environ if not k.startswith(("LC_", "LANG")))
+print(facts)
+"""
+
+
+def _load_images(paths: Sequence[Path]) -> list[Any]:
+    from PIL import Image
+
+    images = []
+    for path in paths:
+        try:
+            with Image.open(path) as img:
+                img.load()
+                images.append(img.copy())
+        except (OSError, ValueError) as e:
+            raise InputError(f"cannot read image {path}: {e}", hint="pass a PNG, JPEG or other PIL-readable file") from e
+    return images
+
+
+def run_once(cfg: SandboxConfig, code: str, image_paths: Sequence[Path] = (), timeout: float | None = None) -> CellResult:
+    """Open a session (local kernels, or ``cfg.url``), run one cell, close everything."""
+    from deepeyes_cli.sandbox.factory import make_executor
+
+    images = _load_images(image_paths)
+
+    async def go() -> CellResult:
+        async with make_executor(cfg.model_copy(update={"pool_size": 0})) as executor:  # type: ignore[attr-defined]
+            session = await executor.open_session(images)  # type: ignore[arg-type]
+            try:
+                return await session.run(code, timeout)
+            finally:
+                await session.close()
+
+    return asyncio.run(go())
+
+
+def render_result(result: CellResult, out: Path | None, as_json: bool) -> str:
+    paths: list[str] = []
+    if out is not None and result.images:
+        out.mkdir(parents=True, exist_ok=True)
+        for i, png in enumerate(result.images, start=1):
+            path = out / f"image_{i}.png"
+            path.write_bytes(png)
+            paths.append(str(path))
+    if as_json:
+        fields = {k: v for k, v in result.__dict__.items() if k != "images"}
+        fields["images"] = paths or [base64.b64encode(png).decode("ascii") for png in result.images]
+        return json.dumps(fields, ensure_ascii=False) + "\n"
+    lines = [f"status: {result.status} ({result.execution_time:.3f} s)"]
+    for name in ("stdout", "stderr"):
+        text = getattr(result, name)
+        if text:
+            lines += [f"{name}:", text.rstrip("\n")]
+    if result.result is not None:
+        lines.append(f"result: {result.result}")
+    if result.error:
+        lines += ["error:", result.error]
+    if result.images:
+        lines.append(f"images: {len(result.images)}" + (f" ({', '.join(paths)})" if paths else
+                                                        " (pass --out DIR to save them)"))
+    lines += [f"note: {n}" for n in result.notes]
+    return "\n".join(lines) + "\n"
+
+
+def check_isolation(cfg: SandboxConfig) -> list[tuple[str, str]]:
+    """What this machine gives a session, then a real kernel's view from inside."""
+    from deepeyes_cli.sandbox.limits import CgroupFactory
+
+    rows: list[tuple[str, str]] = [("isolation", cfg.isolation)]
+    for tool in ("bwrap", "setpriv", "prlimit"):
+        rows.append((tool, shutil.which(tool) or "missing"))
+    cgroups = CgroupFactory.detect()
+    if cgroups is None:
+        rows.append(("cgroups", "not available: rlimits only (RLIMIT_AS for memory, RLIMIT_NPROC for processes)"))
+    else:
+        rows.append(("cgroups", f"{cgroups.version}: {', '.join(cgroups.controllers)}"))
+        cgroups.close()
+    rows.append(("limits", f"{cfg.memory_mb} MiB, {cfg.cpus:g} CPU, {cfg.max_processes} processes, "
+                           f"{cfg.open_files} files, files ≤ {cfg.file_size_mb} MiB, {cfg.cpu_time_s} CPU-s"))
+    if cfg.isolation == "docker" or cfg.url:
+        rows.append(("note", "checking the kernel's view needs local kernels; skipped"))
+        return rows
+    try:
+        result = run_once(cfg, PROBE)
+    except SandboxError as e:
+        rows.append(("kernel", f"FAILED: {e.message}" + (f" ({e.hint})" if e.hint else "")))
+        return rows
+    rows.append(("kernel", result.stdout.strip() or (result.error or result.status)))
+    return rows

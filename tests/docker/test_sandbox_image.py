@@ -1,0 +1,82 @@
+"""The sandbox image. Without a Docker engine (our machines) we check what we can: its pinned
+requirements install into a fresh venv and a kernel from that venv does the model's work;
+building the image and running kernels in containers needs an engine (marked `docker`)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from deepeyes_cli.sandbox.config import SandboxConfig
+from deepeyes_cli.sandbox.pool import KernelPool
+
+REPO = Path(__file__).resolve().parents[2]
+REQUIREMENTS = REPO / "sandbox_image" / "requirements.txt"
+TOOLBOX_CELL = ("import cv2, scipy.ndimage, numpy as np\n"
+                "a = np.asarray(image_1)\n"
+                "print(cv2.cvtColor(a, cv2.COLOR_RGB2GRAY).shape, scipy.ndimage.sobel(a[..., 0]).shape)\n"
+                "plt.imshow(a); plt.show()")
+
+
+def _docker_engine() -> object | None:
+    try:
+        from deepeyes_cli.sandbox.image import docker_client
+
+        return docker_client()
+    except Exception:
+        return None
+
+
+def _run_toolbox_cell(cfg: SandboxConfig) -> tuple[str, str, int]:
+    async def go() -> tuple[str, str, int]:
+        async with KernelPool(cfg) as pool:
+            session = await pool.open_session([Image.new("RGB", (32, 24), "white")])
+            r = await session.run(TOOLBOX_CELL, 60)
+            return r.status, r.stdout + (r.error or ""), len(r.images)
+
+    return asyncio.run(go())
+
+
+@pytest.mark.slow
+def test_pinned_requirements_install_and_run_a_kernel(tmp_path: Path) -> None:
+    venv = tmp_path / "image-venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=60)
+    # --no-compile: byte-compiling scipy & co. would double the time; pip's cache serves the wheels.
+    install = subprocess.run([sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install",
+                              "-q", "--no-compile", "--only-binary=:all:", "-r", str(REQUIREMENTS)],
+                             capture_output=True, text=True, timeout=600)
+    assert install.returncode == 0, install.stderr[-3000:]
+    isolation = "bwrap" if shutil.which("bwrap") else "none"
+    cfg = SandboxConfig(isolation=isolation, python=str(venv / "bin" / "python"), pool_size=0)
+    status, out, images = _run_toolbox_cell(cfg)
+    assert status == "ok" and out == "(24, 32) (24, 32)\n" and images == 1, out
+    # The CLI from the image's build context runs on the image's requirements alone (no torch …).
+    from deepeyes_cli.sandbox.image import write_build_context
+
+    context = write_build_context(tmp_path / "context")
+    run = subprocess.run([str(venv / "bin" / "python"), "-m", "deepeyes_cli", "sandbox", "run", "--json",
+                          "import cv2, scipy; print(cv2.__version__ > '4')", f"sandbox.isolation={isolation}",
+                          "sandbox.pool_size=0", f"run.runs_dir={tmp_path / 'runs'}"],
+                         capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                         env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "PYTHONPATH": str(context)})
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout)["stdout"] == "True\n"
+
+
+@pytest.mark.docker
+def test_image_builds_and_runs_kernels_in_containers() -> None:
+    if _docker_engine() is None:
+        pytest.skip("no Docker engine answers here (docker SDK ping failed)")
+    from deepeyes_cli.sandbox.image import build_image
+
+    build_image("deepeyes-sandbox:test")
+    cfg = SandboxConfig(isolation="docker", docker_image="deepeyes-sandbox:test", pool_size=0, memory_mb=512)
+    status, out, images = _run_toolbox_cell(cfg)
+    assert status == "ok" and out == "(24, 32) (24, 32)\n" and images == 1, out

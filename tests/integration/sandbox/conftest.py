@@ -1,0 +1,103 @@
+"""One real `deepeyes sandbox serve` (bwrap isolation, small limits) shared by the sandbox tests.
+
+It runs as a separate process, started through the CLI, with secrets in its environment that
+no session may see. Tests talk to it over HTTP like a trainer would.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+REPO = Path(__file__).resolve().parents[3]
+SECRET = "sk-deepeyes-test-" + uuid.uuid4().hex
+MEMORY_MB = 320
+MAX_PROCESSES = 48
+
+needs_bwrap = pytest.mark.skipif(shutil.which("bwrap") is None,
+                                 reason="bubblewrap is not installed (make sandbox-deps installs it)")
+
+
+@dataclass
+class Server:
+    url: str
+    token: str
+    proc: subprocess.Popen[str]
+    client: httpx.Client
+    secret: str = SECRET
+    memory_mb: int = MEMORY_MB
+    max_processes: int = MAX_PROCESSES
+
+    def cell(self, code: str, session_id: str | None = None, timeout: float = 20.0) -> dict[str, Any]:
+        resp = self.client.post("/jupyter_sandbox", json={"session_id": session_id or uuid.uuid4().hex,
+                                                          "code": code, "timeout": timeout})
+        assert resp.status_code == 200, resp.text
+        return dict(resp.json())
+
+    def end(self, session_id: str) -> None:
+        self.client.post("/clear_session", json={"session_id": session_id})
+
+    def assert_serving(self) -> None:
+        """The server still answers and a brand-new session still computes."""
+        assert self.proc.poll() is None, "the server process died"
+        assert self.client.get("/health").json()["status"] == "ok"
+        sid = uuid.uuid4().hex
+        body = self.cell("print(6 * 7)", sid)
+        assert body["output"]["stdout"] == "42\n", body
+        self.end(sid)
+
+
+def http_client(url: str, token: str | None = None) -> httpx.Client:
+    # TCP_NODELAY: a keep-alive client that leaves Nagle on waits 40 ms for every request body.
+    transport = httpx.HTTPTransport(socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)])
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return httpx.Client(base_url=url, headers=headers, transport=transport, timeout=120)
+
+
+@pytest.fixture(scope="session")
+def sandbox_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    if shutil.which("bwrap") is None:
+        pytest.skip("bubblewrap is not installed (make sandbox-deps installs it)")
+    token = uuid.uuid4().hex
+    run_dir = tmp_path_factory.mktemp("sandbox-serve")
+    env = {**os.environ, "OPENAI_API_KEY": SECRET, "DEEPEYES_TEST_SECRET": SECRET, "PYTHONPATH": str(REPO),
+           "DEEPEYES_SANDBOX_TOKEN": token}
+    cmd = [sys.executable, "-m", "deepeyes_cli", "sandbox", "serve", "--port", "0", "--run-dir", str(run_dir),
+           "sandbox.isolation=bwrap", "sandbox.pool_size=3", f"sandbox.memory_mb={MEMORY_MB}",
+           f"sandbox.max_processes={MAX_PROCESSES}", "sandbox.max_output_chars=4000", "sandbox.max_sessions=24",
+           "sandbox.interrupt_grace_s=1.5", "sandbox.file_size_mb=8"]
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env, cwd=run_dir)
+    assert proc.stderr is not None
+    url = None
+    lines = []
+    for line in proc.stderr:
+        lines.append(line)
+        if "listening on" in line:
+            url = line.strip().rsplit(" ", 1)[-1]
+            break
+    if url is None:
+        raise RuntimeError("the sandbox server did not start:\n" + "".join(lines))
+    # Keep reading its stderr, or a chatty server would block on a full pipe.
+    threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True).start()  # type: ignore[arg-type]
+    server = Server(url, token, proc, http_client(url, token))
+    try:
+        yield server
+    finally:
+        server.client.close()
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()

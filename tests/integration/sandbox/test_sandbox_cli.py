@@ -1,0 +1,55 @@
+"""`deepeyes sandbox …` through the real entry point."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+needs_bwrap = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed")
+
+
+@needs_bwrap
+def test_run_a_cell_on_an_image(cli, tmp_path: Path) -> None:
+    img = tmp_path / "in.png"
+    Image.new("RGB", (40, 30), "green").save(img)
+    out = tmp_path / "out"
+    r = cli("sandbox", "run", "print(image_1.size)\nimage_1.crop((0, 0, 4, 4))", "--image", str(img),
+            "--out", str(out), "--json", "sandbox.pool_size=0")
+    assert r.returncode == 0, r.stderr
+    result = json.loads(r.stdout)
+    assert result["status"] == "ok" and result["stdout"] == "(40, 30)\n"
+    assert Image.open(result["images"][0]).size == (4, 4)
+    r = cli("sandbox", "run", "1/0")
+    assert r.returncode == 1 and "ZeroDivisionError" in r.stdout
+
+
+@needs_bwrap
+def test_check_reports_the_kernels_view(cli) -> None:
+    r = cli("sandbox", "check")
+    assert r.returncode == 0, r.stderr
+    assert "network" in r.stdout and "blocked" in r.stdout and "'uid': 61000" in r.stdout
+
+
+def test_serve_refuses_workers_and_dry_runs(cli) -> None:
+    r = cli("sandbox", "serve", "--workers", "4")
+    assert r.returncode == 2 and "one process" in r.stderr
+    r = cli("sandbox", "serve", "--dry-run", "--host", "0.0.0.0", "sandbox.max_sessions=7")
+    assert r.returncode == 0 and "max_sessions: 7" in r.stdout and "at most 7 sessions" in r.stdout
+    assert "without a token" in r.stderr
+    r = cli("sandbox", "serve", "--dry-run", "--host", "0.0.0.0", "--token", "t0k3n")
+    assert r.returncode == 0 and "without a token" not in r.stderr and "t0k3n" not in r.stdout
+
+
+def test_build_image_without_an_engine_and_its_context(cli, tmp_path: Path) -> None:
+    r = cli("sandbox", "build-image", env={"DOCKER_HOST": "unix:///nonexistent/docker.sock"})
+    assert r.returncode == 1 and "no Docker engine" in r.stderr and "hint:" in r.stderr
+    r = cli("sandbox", "build-image", "--context-out", str(tmp_path / "ctx"))
+    assert r.returncode == 0, r.stderr
+    ctx = tmp_path / "ctx"
+    assert (ctx / "Dockerfile").is_file() and (ctx / "requirements.txt").is_file()
+    assert (ctx / "deepeyes_cli" / "sandbox" / "kernel_init.py").is_file()
+    assert not list(ctx.rglob("__pycache__"))

@@ -1,0 +1,200 @@
+"""The security suite: what untrusted generated code must not be able to do, each test ending
+with the server still serving new sessions."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image
+
+import deepeyes_cli
+from deepeyes_cli.sandbox.client import HttpExecutor
+
+
+def test_network_egress_is_blocked(sandbox_server: Any) -> None:
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    listener.settimeout(0.5)
+    port = listener.getsockname()[1]
+    code = (f"import socket\ntry:\n    socket.create_connection(('127.0.0.1', {port}), timeout=2)\n    print('CONNECTED')\n"
+            "except OSError as e:\n    print('blocked', type(e).__name__)\n"
+            "try:\n    socket.create_connection(('1.1.1.1', 53), timeout=2)\n    print('INTERNET')\n"
+            "except OSError as e:\n    print('blocked', type(e).__name__)\n")
+    body = sandbox_server.cell(code)
+    assert body["output"]["stdout"].count("blocked") == 2, body
+    with pytest.raises(TimeoutError):
+        listener.accept()
+    listener.close()
+    sandbox_server.assert_serving()
+
+
+def test_host_files_are_unreadable(sandbox_server: Any, tmp_path: Path) -> None:
+    secret_file = tmp_path / "host-secret.txt"
+    secret_file.write_text(sandbox_server.secret)
+    secret_file.chmod(0o644)  # readable by anyone on the host: only the mount namespace keeps it out
+    source = Path(deepeyes_cli.__file__)
+    code = "\n".join([
+        "import os",
+        f"for p in [{str(secret_file)!r}, {str(source)!r}, '/etc/shadow', '/root/.bashrc', '/proc/1/environ']:",
+        "    try:",
+        "        print(p, 'READ', open(p).read()[:80])",
+        "    except OSError as e:",
+        "        print(p, 'denied', type(e).__name__)",
+    ])
+    body = sandbox_server.cell(code)
+    out = body["output"]["stdout"]
+    assert out.count("denied") == 5, out
+    assert sandbox_server.secret not in out and "READ" not in out
+    # bwrap (PID 1 there) got its options through a file descriptor: no host paths in its cmdline.
+    cmdline = sandbox_server.cell("print(open('/proc/1/cmdline').read())")["output"]["stdout"]
+    assert "bwrap" in cmdline and "deepeyes-sandbox-" not in cmdline and "/sandbox/kernel" in cmdline
+    sandbox_server.assert_serving()
+
+
+def test_writes_outside_the_work_dir_fail(sandbox_server: Any) -> None:
+    import sys
+
+    site = next(p for p in sys.path if p.endswith("site-packages"))
+    code = "\n".join([
+        "import os",
+        f"for d in ['/', '/usr', '/etc', '/sandbox/input', {site!r}, '/sandbox']:",
+        "    try:",
+        "        open(os.path.join(d, 'pwned.txt'), 'w').write('x')",
+        "        print(d, 'WROTE')",
+        "    except OSError as e:",
+        "        print(d, 'denied', type(e).__name__)",
+        "open('mine.txt', 'w').write('ok'); print('work dir ok', open('mine.txt').read())",
+        "try:",
+        "    open('big.bin', 'wb').write(b'x' * (9 << 20)); print('BIG WROTE')",
+        "except OSError as e:",
+        "    print('big denied', e.errno)",
+    ])
+    out = sandbox_server.cell(code)["output"]["stdout"]
+    assert out.count("denied") == 7 and "WROTE" not in out, out
+    assert "work dir ok ok" in out
+    assert not (Path(site) / "pwned.txt").exists()
+    sandbox_server.assert_serving()
+
+
+def test_server_environment_secrets_are_invisible(sandbox_server: Any) -> None:
+    code = ("import os, json\nprint(json.dumps(dict(os.environ)))\n"
+            "print(sorted(p for p in os.listdir('/proc') if p.isdigit()))")
+    out = sandbox_server.cell(code)["output"]["stdout"]
+    env_line, pids_line = out.splitlines()
+    env = json.loads(env_line)
+    assert sandbox_server.secret not in out
+    assert not {"OPENAI_API_KEY", "DEEPEYES_TEST_SECRET", "DEEPEYES_SANDBOX_TOKEN", "PYTHONPATH"} & set(env)
+    assert len(eval(pids_line)) <= 4  # its own PID namespace: the server and the host are not there
+    sandbox_server.assert_serving()
+
+
+def test_a_fork_loop_hits_the_process_limit(sandbox_server: Any) -> None:
+    sid = uuid.uuid4().hex
+    code = "\n".join([
+        "import os, time",
+        "children = 0",
+        "for _ in range(400):",
+        "    try:",
+        "        pid = os.fork()",
+        "    except OSError as e:",
+        "        print('limit after', children, 'errno', e.errno)",
+        "        break",
+        "    if pid == 0:",
+        "        time.sleep(60)",
+        "        os._exit(0)",
+        "    children += 1",
+        "else:",
+        "    print('NO LIMIT', children)",
+    ])
+    out = sandbox_server.cell(code, sid)["output"]["stdout"]
+    assert "limit after" in out, out
+    assert int(out.split()[2]) < sandbox_server.max_processes
+    sandbox_server.end(sid)  # kills the session's kernel and its children
+    sandbox_server.assert_serving()
+
+
+def test_memory_over_the_limit_kills_only_that_kernel(sandbox_server: Any) -> None:
+    bystander = uuid.uuid4().hex
+    sandbox_server.cell("kept = 'still here'", bystander)
+    sid = uuid.uuid4().hex
+    sandbox_server.cell("before = 1", sid)
+    body = sandbox_server.cell(f"hog = b'x' * ({sandbox_server.memory_mb * 2} << 20)\nprint('ALLOCATED')", sid)
+    cell = body["deepeyes"]
+    assert cell["status"] == "crashed" and cell["restarted"], cell
+    assert "memory" in cell["error"] and "ALLOCATED" not in body["output"]["stdout"]
+    after = sandbox_server.cell("print(before)", sid)
+    assert after["deepeyes"]["status"] == "error" and "NameError" in after["deepeyes"]["error"]
+    assert sandbox_server.cell("print(kept)", bystander)["output"]["stdout"] == "still here\n"
+    sandbox_server.assert_serving()
+
+
+def test_an_endless_loop_times_out_and_the_session_recovers(sandbox_server: Any) -> None:
+    sid = uuid.uuid4().hex
+    sandbox_server.cell("state = 'kept'", sid)
+    body = sandbox_server.cell("while True:\n    pass", sid, timeout=1.0)
+    assert body["deepeyes"]["status"] == "timeout" and not body["deepeyes"]["restarted"]
+    assert "timed out" in body["output"]["stderr"] or "TimeoutError" in body["output"]["stderr"]
+    assert sandbox_server.cell("print(state)", sid)["output"]["stdout"] == "kept\n"
+    # A loop that ignores the interrupt: the kernel is replaced, and the result says so.
+    stubborn = "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True:\n    pass"
+    body = sandbox_server.cell(stubborn, sid, timeout=1.0)
+    assert body["deepeyes"]["status"] == "timeout" and body["deepeyes"]["restarted"], body
+    assert "restarted" in body["deepeyes"]["error"]
+    assert sandbox_server.cell("print(1 + 1)", sid)["output"]["stdout"] == "2\n"
+    sandbox_server.assert_serving()
+
+
+def test_fifty_megabytes_of_stdout_are_truncated(sandbox_server: Any) -> None:
+    body = sandbox_server.cell("print('x' * 50_000_000)\nprint('tail-marker')", timeout=60)
+    out = body["output"]["stdout"]
+    assert body["deepeyes"]["truncated"]
+    assert len(out) < 4000 + 200 and "output truncated" in out and out.rstrip().endswith("tail-marker")
+    sandbox_server.assert_serving()
+
+
+def test_a_thousand_figures_are_capped(sandbox_server: Any) -> None:
+    code = "for i in range(1000):\n    plt.figure(figsize=(1, 1))\n    plt.show()"
+    body = sandbox_server.cell(code, timeout=120)
+    assert len(body["output"]["images"]) == 10
+    assert body["deepeyes"]["images_dropped"] == 990
+    sandbox_server.assert_serving()
+
+
+def test_sessions_cannot_see_each_other(sandbox_server: Any) -> None:
+    a, b = uuid.uuid4().hex, uuid.uuid4().hex
+    sandbox_server.cell("secret_a = 12345\nopen('a.txt', 'w').write('from a')\nimport os\nprint(os.getpid())", a)
+    out = sandbox_server.cell("import os\nprint('secret_a' in globals(), os.path.exists('a.txt'), sorted(os.listdir('.')))"
+                              "\nprint([open(f'/proc/{p}/cmdline').read() for p in os.listdir('/proc') if p.isdigit()])",
+                              b)["output"]["stdout"]
+    first, procs = out.splitlines()
+    assert first.startswith("False False") and "a.txt" not in first
+    # Its own PID namespace: bwrap's init and its own kernel, not session a's, not the server.
+    assert len(eval(procs)) <= 3 and "deepeyes_cli" not in procs and "uvicorn" not in procs
+    assert sandbox_server.cell("print(secret_a)", a)["output"]["stdout"] == "12345\n"
+    sandbox_server.assert_serving()
+
+
+def test_twenty_parallel_sessions_stay_independent(sandbox_server: Any) -> None:
+    async def one(executor: HttpExecutor, i: int) -> tuple[int, str, str]:
+        session = await executor.open_session([Image.new("RGB", (10 + i, 20 + i), (i, 0, 0))])
+        try:
+            await session.run(f"mine = {i}")
+            r = await session.run("import time; time.sleep(0.05)\nprint(mine, image_1.size, image_1.getpixel((0, 0))[0])")
+            return i, r.status, r.stdout
+        finally:
+            await session.close()
+
+    async def many() -> list[tuple[int, str, str]]:
+        async with HttpExecutor(sandbox_server.url, sandbox_server.token, timeout_s=60) as executor:
+            return await asyncio.gather(*(one(executor, i) for i in range(20)))
+
+    for i, status, stdout in asyncio.run(many()):
+        assert status == "ok" and stdout == f"{i} ({10 + i}, {20 + i}) {i}\n"
+    sandbox_server.assert_serving()

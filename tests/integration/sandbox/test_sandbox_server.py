@@ -1,0 +1,103 @@
+"""The HTTP server as the original's client and ours see it: the v1 format, images, auth,
+session end, expiry notes, health and metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import uuid
+from typing import Any
+
+from PIL import Image
+
+from deepeyes_cli.sandbox.base import SandboxExecutor
+from deepeyes_cli.sandbox.config import SandboxConfig
+from deepeyes_cli.sandbox.factory import make_executor
+
+
+def _png(data: str) -> Image.Image:
+    return Image.open(io.BytesIO(base64.b64decode(data)))
+
+
+def test_original_client_request_and_response_shape(sandbox_server: Any) -> None:
+    # What DeepEyesV2's env sends: session id, code, timeout; what it reads: status, output.*
+    sid = uuid.uuid4().hex
+    body = sandbox_server.cell("x = 41\nprint('hi')\nx + 1", sid)
+    assert body["status"] == "success" and isinstance(body["execution_time"], float)
+    assert body["output"]["stdout"] == "hi\n" and body["output"]["result"] == "42"
+    assert body["output"]["stderr"] == "" and body["output"]["images"] == []
+    body = sandbox_server.cell("1 / 0", sid)
+    assert body["status"] == "success" and "ZeroDivisionError" in body["output"]["stderr"]
+    assert body["output"]["result"] == "None"  # the original's way of saying "no value"
+    assert "\x1b[" not in body["output"]["stderr"] and body["deepeyes"]["status"] == "error"
+    resp = sandbox_server.client.post("/jupyter_sandbox", json={"session_id": sid, "code": "  "})
+    assert resp.json() == {"output": "Error: No code provided", "status": "error", "execution_time": 0.0}
+    assert sandbox_server.client.post("/clear_session", json={"session_id": sid}).json()["status"] == "success"
+
+
+def test_every_kind_of_image_is_captured_as_png(sandbox_server: Any) -> None:
+    sid = uuid.uuid4().hex
+    img = Image.new("RGB", (64, 48), (200, 10, 10))
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    resp = sandbox_server.client.post("/sessions", json={"session_id": sid, "images": [
+        base64.b64encode(buf.getvalue()).decode(), base64.b64encode(buf.getvalue()).decode()]})
+    assert resp.status_code == 200, resp.text
+    code = ("print(image_1.size, image_2.size)\ndisplay(image_1)\nimage_2.show()\n"
+            "plt.plot([1, 2]); plt.show()\nfig = plt.figure(); plt.plot([3, 1])\nimage_1.crop((0, 0, 10, 10))")
+    body = sandbox_server.cell(code, sid)
+    out = body["output"]
+    assert out["stdout"] == "(64, 48) (64, 48)\n"
+    sizes = [_png(i).size for i in out["images"]]
+    # display, Image.show, plt.show, the last expression, then the figure left open (shown at the end)
+    assert len(sizes) == 5 and sizes[0] == sizes[1] == (64, 48) and sizes[3] == (10, 10)
+    assert sizes[2][0] > 100 and sizes[4][0] > 100
+    assert _png(out["images"][0]).getpixel((0, 0))[:3] == (200, 10, 10)
+    assert out["result"].startswith("<PIL.Image.Image image mode=RGB size=10x10")
+    # Larger than the pixel cap: scaled down, not dropped.
+    big = sandbox_server.cell("from PIL import Image\nImage.new('L', (4096, 4096))", sid)["output"]["images"]
+    w, h = _png(big[0]).size
+    assert w * h <= 2048 * 2048 and w == h
+    sandbox_server.end(sid)
+
+
+def test_auth_health_metrics_and_session_end(sandbox_server: Any) -> None:
+    import httpx
+
+    anonymous = httpx.post(sandbox_server.url + "/jupyter_sandbox", json={"code": "print(1)"})
+    assert anonymous.status_code == 401
+    wrong = httpx.post(sandbox_server.url + "/jupyter_sandbox", json={"code": "print(1)"},
+                       headers={"Authorization": "Bearer nope"})
+    assert wrong.status_code == 401
+    health = httpx.get(sandbox_server.url + "/health").json()
+    assert health["status"] == "ok" and health["isolation"] == "bwrap"
+    sid = uuid.uuid4().hex
+    sandbox_server.cell("v = 1", sid)
+    assert sandbox_server.client.delete(f"/sessions/{sid}").status_code == 200
+    assert sandbox_server.client.delete(f"/sessions/{sid}").status_code == 404
+    body = sandbox_server.cell("print('v' in globals())", sid)  # the id is reused: a fresh session
+    assert body["output"]["stdout"] == "False\n"
+    metrics = sandbox_server.client.get("/metrics").text
+    assert 'deepeyes_sandbox_cells_total{status="ok"}' in metrics
+    assert "deepeyes_sandbox_ready_kernels" in metrics and "deepeyes_sandbox_cell_seconds_bucket" in metrics
+    sandbox_server.end(sid)
+
+
+def test_http_executor_from_the_factory(sandbox_server: Any) -> None:
+    cfg = SandboxConfig(url=sandbox_server.url + "/jupyter_sandbox", token=sandbox_server.token)
+
+    async def go() -> Any:
+        async with make_executor(cfg) as executor:  # type: ignore[attr-defined]
+            assert isinstance(executor, SandboxExecutor)
+            session = await executor.open_session([Image.new("RGB", (30, 20), "blue")])
+            first = await session.run("w, h = image_1.size\nprint(w * h)")
+            crop = await session.run("image_1.crop((0, 0, 5, 5))")
+            slow = await session.run("import time\ntime.sleep(5)", timeout=0.5)
+            await session.close()
+            return first, crop, slow
+
+    first, crop, slow = asyncio.run(go())
+    assert first.status == "ok" and first.stdout == "600\n"
+    assert crop.images and Image.open(io.BytesIO(crop.images[0])).size == (5, 5)
+    assert slow.status == "timeout" and "interrupted" in (slow.error or "")
