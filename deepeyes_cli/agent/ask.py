@@ -55,7 +55,11 @@ async def ask_async(recipe: Any, task: Task, policy: Policy, *, observer: Observ
         stack.push_async_callback(policy.aclose)
         toolbox = await stack.enter_async_context(open_toolbox(recipe))
         runtime = build_runtime(recipe, policy, toolbox, recipe_digest)
-        return await run_trajectory(task, runtime, observer)
+        traj = await run_trajectory(task, runtime, observer)
+        tools = toolbox.summary()
+        if tools:
+            traj.metadata["tool_stats"] = tools
+        return traj
 
 
 def ask(recipe: Any, task: Task, policy: Policy, *, observer: Observer | None = None,

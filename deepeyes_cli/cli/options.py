@@ -6,6 +6,7 @@ precedence is defaults < recipe YAML (with ``extends``) < overrides < explicit f
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -87,5 +88,7 @@ def start_stage(stage: str, recipe: str | None, overrides: Sequence[str] | None,
         print_dry_run(resolved, stage, plan(resolved) if plan else [f"deepeyes {stage}"])
         return None
     rd = RunDir.open(resolved, stage, ["deepeyes", *sys.argv[1:]], run_dir)
+    # Worker processes started by this stage share per-run budgets (search) through this id.
+    os.environ.setdefault("DEEPEYES_RUN_ID", rd.path.name)
     setup_logging(resolved.recipe.run.log_level, rd.log_path(), rd.secrets)
     return Stage(resolved, rd)

@@ -44,6 +44,17 @@ class Toolbox:
     def has_sandbox(self) -> bool:
         return self.executor is not None
 
+    def summary(self) -> dict[str, Any]:
+        """Run counters of the tools (search calls, cache hits, cost …) for the run's record."""
+        out: dict[str, Any] = {}
+        if any(n in self.tools for n in SEARCH_TOOLS):
+            from deepeyes_cli.tools.search import search_summary
+
+            found = search_summary(list(self.tools.values()))
+            if found:
+                out["search"] = found
+        return out
+
 
 def _unavailable(what: str, module: str, rest: Sequence[str], e: ImportError) -> ToolError:
     return ToolError(f"{what} is not available: cannot import {module} ({e})",
