@@ -4,7 +4,8 @@ SFT: LLaMA-Factory full fine-tune, ZeRO-3, lr 1e-5 cosine with 10 % warm-up, 3 e
 batch 1 x grad-accum 4 per device, cutoff 20480 tokens, images <= 512x512 px, vision tower
 and projector frozen. RL: GRPO, 16 rollouts per prompt, 256 prompts per step, mini-batch 32,
 lr 1e-6 constant, clip 0.2/0.2 with dual-clip 3.0, token-mean loss, no KL, prompt 8192 +
-response 16384 tokens, 9 generation rounds.
+response 16384 tokens, 9 generation rounds. Rollouts use the `policy:` backend and the
+`agent:` limits, so RL samples through the same loop as `ask` and `bench`.
 """
 
 from __future__ import annotations
@@ -35,18 +36,6 @@ class SFTConfig(Section):
     max_grad_norm: float = Field(1.0, gt=0)
 
 
-class RolloutConfig(Section):
-    engine: Literal["vllm", "transformers"] = "vllm"
-    tensor_parallel_size: int = Field(1, ge=1)
-    gpu_memory_utilization: float = Field(0.6, gt=0, le=1)
-    max_num_batched_tokens: int = Field(32768, ge=1)
-    max_model_len: int = Field(32768, ge=1)
-    enable_prefix_caching: bool = True
-    enable_chunked_prefill: bool = False
-    enforce_eager: bool = False
-    max_images_per_prompt: int = Field(50, ge=1)
-
-
 class RLConfig(Section):
     datasets: list[str] = Field(default_factory=list, description="RL parquet/JSONL files.")
     algorithm: Literal["grpo"] = "grpo"
@@ -72,4 +61,5 @@ class RLConfig(Section):
     total_epochs: int = Field(32, ge=1)
     save_freq: int = Field(4, ge=1)
     test_freq: int = Field(4, ge=1)
-    rollout: RolloutConfig = Field(default_factory=RolloutConfig)
+    # Rollouts run the agent loop with the `policy:` backend (vLLM engine settings in
+    # `policy.vllm`) and the `agent:` limits: one loop for ask, bench and RL.

@@ -55,6 +55,9 @@ def test_7b_recipe_carries_the_original_hyperparameters() -> None:
     assert (r.rl.max_prompt_length, r.rl.max_response_length, r.rl.dual_clip_c, r.rl.kl_coef) == (
         8192, 16384, 3.0, 0.0)
     assert r.agent.max_turns == 9
+    v = r.policy.vllm
+    assert (v.tensor_parallel_size, v.gpu_memory_utilization, v.max_model_len, v.max_images_per_prompt) == (
+        1, 0.6, 32768, 50)
 
 
 def test_32b_extends_7b_and_overrides_size() -> None:
@@ -62,6 +65,7 @@ def test_32b_extends_7b_and_overrides_size() -> None:
     r = r32.recipe
     assert r.model.path == "Qwen/Qwen2.5-VL-32B-Instruct"
     assert r.launch.world_size == 64 and r.sft.cutoff_len == 16384
+    assert r.policy.vllm.tensor_parallel_size == 4
     assert r.rl.learning_rate == 1e-6  # inherited
     assert r32.source_of("rl.learning_rate").startswith(str(Path("deepeyes_cli/recipes/7b.yaml"))) or \
         "7b.yaml" in r32.source_of("rl.learning_rate")
