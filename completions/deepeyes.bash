@@ -10,7 +10,7 @@ _deepeyes() {
   local cmds="" opts="" recipe_opts=""
   case "$path" in
     "deepeyes") cmds="ask completions judge model recipes sandbox search view"; opts="--version -V --debug --help -h"; recipe_opts="" ;;
-    "deepeyes ask") cmds=""; opts="--json --dry-run --help -h --recipe -r --model -m --backend --url --max-turns --save --run-dir"; recipe_opts="--recipe -r" ;;
+    "deepeyes ask") cmds=""; opts="--json --dry-run --help -h --recipe -r --model -m --backend --url --answer --max-turns --save --run-dir"; recipe_opts="--recipe -r" ;;
     "deepeyes completions") cmds="show write"; opts="--help -h"; recipe_opts="" ;;
     "deepeyes completions show") cmds=""; opts="--help -h"; recipe_opts="" ;;
     "deepeyes completions write") cmds=""; opts="--help -h"; recipe_opts="" ;;

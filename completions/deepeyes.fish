@@ -33,6 +33,7 @@ complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes ask"' -l model -r -F
 complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes ask"' -s m -r -F
 complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes ask"' -l backend -r -F
 complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes ask"' -l url -r -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes ask"' -l answer -r -F
 complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes ask"' -l max-turns -r -F
 complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes ask"' -l save -r -F
 complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes ask"' -l run-dir -r -F

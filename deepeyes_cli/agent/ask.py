@@ -32,8 +32,10 @@ def build_runtime(recipe: Any, policy: Policy, toolbox: Toolbox, recipe_digest: 
         min_pixels=recipe.model.min_pixels, max_pixels=recipe.model.max_pixels, recipe_digest=recipe_digest)
 
 
-def load_question(image_paths: Sequence[str | Path], question: str, max_pixels: int, max_images: int = 50) -> Task:
-    """Check the question and load the images (clear errors, huge images downscaled)."""
+def load_question(image_paths: Sequence[str | Path], question: str, max_pixels: int, max_images: int = 50,
+                  answer: str | None = None) -> Task:
+    """Check the question and load the images (clear errors, huge images downscaled).
+    ``answer`` is the expected answer, recorded so `deepeyes judge` can score the run."""
     from deepeyes_cli.agent.protocol.images import load_image
 
     if not question or not question.strip():
@@ -43,6 +45,7 @@ def load_question(image_paths: Sequence[str | Path], question: str, max_pixels: 
                          hint="give fewer images, or raise agent.max_images")
     images: list[Image] = [load_image(p, max_pixels) for p in image_paths]
     sample = Sample(id=sample_id(question.strip(), images), question=question.strip(), data_source="ask",
+                    answer=answer.strip() if answer and answer.strip() else None,
                     metadata={"images": [str(p) for p in image_paths]})
     return Task(sample, images)
 

@@ -98,6 +98,8 @@ def ask(
                                                 show_default=False)] = None,
     url: Annotated[str | None, typer.Option(help="OpenAI-compatible server (implies --backend openai).",
                                             show_default=False)] = None,
+    answer: Annotated[str | None, typer.Option(help="The expected answer, recorded for `deepeyes judge`.",
+                                               show_default=False)] = None,
     max_turns: Annotated[int | None, typer.Option(min=1, help="Model turns at most.", show_default=False)] = None,
     save: Annotated[Path | None, typer.Option(help="Append the trajectory to this JSONL (images beside it).",
                                               show_default=False)] = None,
@@ -133,7 +135,7 @@ def ask(
     if stage is None:
         return
     r = stage.recipe
-    task = load_question(images, question, r.agent.image_max_pixels, r.agent.max_images)
+    task = load_question(images, question, r.agent.image_max_pixels, r.agent.max_images, answer=answer)
     from deepeyes_cli.policy.factory import make_policy
 
     # stdout carries only the answer (or the record): libraries that print while loading

@@ -143,10 +143,11 @@ def test_ask_records_search_counters_in_the_trajectory(cli, tmp_path: Path) -> N
     call = '<think>look it up</think>\n<tool_call>\n{"name": "search", "arguments": {"query": "stop sign"}}\n</tool_call>'
     script.write_text(json.dumps([call, "ok</think><answer>STOP</answer>"]))
     out = cli("ask", str(PHOTO), "What sign is it?", "--recipe", "tiny", "--backend", "scripted",
-              f"policy.script={script}", "agent.tools=[search]", "--json", cwd=tmp_path)
+              f"policy.script={script}", "agent.tools=[search]", "--answer", " STOP ", "--json", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     record = json.loads(out.stdout)
     assert record["final_answer"] == "STOP" and record["turns"][0]["tool"] == "search"
+    assert record["sample"]["answer"] == "STOP"  # --answer is kept for `deepeyes judge`
     stats = record["metadata"]["tool_stats"]["search"]
     assert stats["calls"] == 1 and stats["misses"] + stats["hits"] == 1
     assert stats["run_id"].startswith("tiny-ask-")  # the run dir names the per-run budget
