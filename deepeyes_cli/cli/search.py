@@ -207,7 +207,8 @@ def cache_stats(
     console.print(f"{stats['path']}: {stats['entries']} answers, {stats['blobs']} thumbnails "
                   f"({stats['blob_bytes'] / 1e6:.1f} MB), {stats['bytes'] / 1e6:.1f} MB on disk; "
                   f"{stats['paid_calls']} paid calls (cost {stats['paid_cost']:g}, {stats['failed_calls']} failed, "
-                  f"{stats['calls_last_minute']} in the last minute)", highlight=False, markup=False)
+                  f"{stats['unsettled_calls']} pending or cut short, {stats['calls_last_minute']} in the last "
+                  "minute)", highlight=False, markup=False)
     for rid, counters in runs.items():
         console.print(f"run {rid}: " + ", ".join(f"{k} {v:g}" for k, v in sorted(counters.items())),
                       highlight=False, markup=False)

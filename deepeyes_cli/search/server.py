@@ -27,16 +27,18 @@ from deepeyes_cli.search.service import SearchService
 def create_app(service: SearchService, token: str | None = None) -> Any:
     from fastapi import Depends, FastAPI, Request
     from fastapi.responses import JSONResponse
-    from pydantic import BaseModel
+    from pydantic import BaseModel, Field
+
+    TopK = Field(None, ge=1, le=100)
 
     class TextBody(BaseModel):
         query: str
-        top_k: int | None = None
+        top_k: int | None = TopK
         run_id: str | None = None
 
     class ImageBody(BaseModel):
         image: str
-        top_k: int | None = None
+        top_k: int | None = TopK
         sample_index: str | None = None
         run_id: str | None = None
 
