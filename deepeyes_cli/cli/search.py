@@ -130,7 +130,7 @@ def index(
     from deepeyes_cli.cli.console import console, err_console
     from deepeyes_cli.search.run import build_index
 
-    with Progress(console=err_console, transient=True) as bar:
+    with Progress(console=err_console, transient=True, disable=not err_console.is_terminal) as bar:
         task = bar.add_task(f"indexing {path}", total=None)
         info = build_index(path, out, progress=lambda done, total: bar.update(task, completed=done, total=total))
     if info["kind"] == "text":
@@ -241,7 +241,7 @@ def cache_import(
     kind = sniff_format(source) if fmt == "auto" else fmt
     resolved = load_recipe(recipe, overrides or []).recipe
     cache = open_cache(resolved, path, create=True)
-    with Progress(console=err_console, transient=True) as bar:
+    with Progress(console=err_console, transient=True, disable=not err_console.is_terminal) as bar:
         task = bar.add_task(f"importing {source}", total=None)
         tick = lambda n: bar.update(task, completed=n)  # noqa: E731
         if kind == "original":

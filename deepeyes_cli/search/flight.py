@@ -67,6 +67,7 @@ class Leases:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._keeper: threading.Thread | None = None
+        self._closed = False  # a search still running after close() must not restart the keeper
 
     def claimed_by_other(self, key: str, owner: str) -> bool:
         """A read (no write lock): is ``key`` claimed by a live holder other than ``owner``?"""
@@ -112,13 +113,14 @@ class Leases:
         return len(held)
 
     def close(self) -> None:
+        with self._lock:
+            self._closed = True
         self._stop.set()
         if self._keeper is not None:
             self._keeper.join(timeout=5)
 
     def _start_keeper(self) -> None:
-        if self._keeper is None or not self._keeper.is_alive():
-            self._stop.clear()
+        if not self._closed and (self._keeper is None or not self._keeper.is_alive()):
             self._keeper = threading.Thread(target=self._keep, name="search-leases", daemon=True)
             self._keeper.start()
 
