@@ -51,6 +51,7 @@ def search_once(recipe: Any, query: str | None = None, image: Path | None = None
     pil = None
     if image is not None:
         from PIL import UnidentifiedImageError
+        from PIL.Image import DecompressionBombError
 
         from deepeyes_cli.search.images import crop_box, open_image
 
@@ -61,7 +62,7 @@ def search_once(recipe: Any, query: str | None = None, image: Path | None = None
                 from e
         try:
             pil = open_image(data)
-        except (UnidentifiedImageError, OSError, ValueError) as e:  # not an image, or a truncated one
+        except (UnidentifiedImageError, DecompressionBombError, OSError, ValueError) as e:  # junk, cut, or huge
             raise InputError(f"{image} is not a readable image ({type(e).__name__})",
                              hint="pass a JPEG, PNG or WebP file") from e
         if box is not None:
