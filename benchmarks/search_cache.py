@@ -5,6 +5,13 @@ cache opens in < 1 s. A "hit" is the whole path a tool call takes: key, SQLite r
 decode and formatting of the text the model sees. Workers are measured both as 8 threads
 of one process (one SearchService) and as 8 processes sharing the file (rollout workers).
 
+"Opens" is measured as a worker meets it: in a fresh process (modules already imported,
+timed apart), with the file's pages evicted from the OS page cache (``posix_fadvise``
+DONTNEED, as after a reboot or on a node that never read it), from ``SearchService(...)``
+— connection, schema check, the ledger sweep for killed workers — to the first answered
+search, which reads the data and the key index. SQLite connects lazily, so timing the
+constructor alone would measure nothing.
+
     python benchmarks/search_cache.py [--entries 100000] [--seconds 3]
 """
 
@@ -21,6 +28,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from deepeyes_cli.search.cache import SearchCache
 from deepeyes_cli.search.config import SearchConfig
@@ -38,7 +46,9 @@ def _config(path: Path) -> SearchConfig:
 
 def fill(path: Path, n: int) -> None:
     """``n`` SerpAPI-shaped text answers (5 hits each, with the raw response), in one transaction."""
-    params = SearchService(_config(path)).backend.params("text")
+    from deepeyes_cli.search.serpapi_backend import SerpapiBackend
+
+    params = SerpapiBackend(_config(path)).params("text")
     cache = SearchCache(path)
     now = time.time()
     rows = []
@@ -76,6 +86,44 @@ def _process_worker(path: str, seconds: float, seed: int, start: float, queue: m
     service.close()
 
 
+OPEN_PROBE = """
+import json, sys, time
+from deepeyes_cli.search.config import SearchConfig
+from deepeyes_cli.search.service import SearchService
+config = SearchConfig.model_validate_json(sys.argv[1])
+t = time.perf_counter()
+service = SearchService(config)
+opened = time.perf_counter() - t
+out = service.search_text(sys.argv[2])
+first_hit = time.perf_counter() - t
+assert out.cache == "hit", out.cache
+print(json.dumps({"constructor_s": opened, "first_hit_s": first_hit}))
+"""
+
+
+def evict_from_page_cache(path: Path) -> bool:
+    """Drop the file's pages (and its WAL's) from the OS page cache; False where the OS cannot."""
+    if not hasattr(os, "posix_fadvise"):
+        return False
+    for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        if p.exists():
+            fd = os.open(p, os.O_RDONLY)
+            try:
+                os.fdatasync(fd)
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            finally:
+                os.close(fd)
+    return True
+
+
+def open_in_fresh_process(path: Path, query: str, cold: bool) -> dict[str, Any]:
+    evicted = evict_from_page_cache(path) if cold else False
+    probe = subprocess.run([sys.executable, "-c", OPEN_PROBE, _config(path).model_dump_json(), query],
+                           capture_output=True, text=True, check=True,
+                           env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    return {**json.loads(probe.stdout), "page_cache_evicted": evicted}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--entries", type=int, default=100_000)
@@ -86,19 +134,10 @@ def main() -> None:
         t0 = time.perf_counter()
         fill(path, args.entries)
         fill_s = time.perf_counter() - t0
+        file_mb = path.stat().st_size / 1e6
 
-        t0 = time.perf_counter()
-        opened = SearchCache(path)
-        first = opened.get(cache_key("serpapi", "text", "benchmark query number 5", {"engine": "google"}))
-        open_s = time.perf_counter() - t0
-        assert first is not None
-        opened.close()
-
-        probe = ("import sys, time; from deepeyes_cli.search.cache import SearchCache; t = time.perf_counter(); "
-                 "c = SearchCache(sys.argv[1]); c.get('x'); print(time.perf_counter() - t)")
-        cold = subprocess.run([sys.executable, "-c", probe, str(path)], capture_output=True, text=True, check=True,
-                              env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
-        open_new_process_s = float(cold.stdout)
+        cold = open_in_fresh_process(path, f"Benchmark Query Number {args.entries // 2}", cold=True)
+        warm = open_in_fresh_process(path, f"benchmark query number {args.entries - 1}", cold=False)
 
         service = SearchService(_config(path))
         for i in range(200):  # warm up
@@ -136,13 +175,15 @@ def main() -> None:
     result = {
         "entries": args.entries,
         "fill_s": round(fill_s, 2),
-        "open_s": round(open_s, 4),
-        "open_in_new_process_s": round(open_new_process_s, 4),
+        "open_to_first_hit_cold_s": round(cold["first_hit_s"], 4),
+        "open_cold_page_cache_evicted": cold["page_cache_evicted"],
+        "open_to_first_hit_warm_s": round(warm["first_hit_s"], 4),
+        "file_mb": round(file_mb, 1),
         "hit_p50_ms": round(p50_ms, 3),
         "hit_p99_ms": round(latencies[int(len(latencies) * 0.99)] * 1000, 3),
         "hits_per_s_8_threads": round(threads_rate),
         "hits_per_s_8_processes": round(procs_rate),
-        "goals": {"hit_p50_le_1ms": p50_ms <= 1.0, "open_lt_1s": max(open_s, open_new_process_s) < 1.0,
+        "goals": {"hit_p50_le_1ms": p50_ms <= 1.0, "open_lt_1s": cold["first_hit_s"] < 1.0,
                   "ge_2000_hits_per_s_8_workers": min(threads_rate, procs_rate) >= 2000},
     }
     print(json.dumps(result, indent=2))

@@ -130,7 +130,7 @@ def index(
     from deepeyes_cli.cli.console import console, err_console
     from deepeyes_cli.search.run import build_index
 
-    with Progress(console=err_console, transient=True) as bar:
+    with Progress(console=err_console, transient=True, disable=not err_console.is_terminal) as bar:
         task = bar.add_task(f"indexing {path}", total=None)
         info = build_index(path, out, progress=lambda done, total: bar.update(task, completed=done, total=total))
     if info["kind"] == "text":
@@ -207,7 +207,8 @@ def cache_stats(
     console.print(f"{stats['path']}: {stats['entries']} answers, {stats['blobs']} thumbnails "
                   f"({stats['blob_bytes'] / 1e6:.1f} MB), {stats['bytes'] / 1e6:.1f} MB on disk; "
                   f"{stats['paid_calls']} paid calls (cost {stats['paid_cost']:g}, {stats['failed_calls']} failed, "
-                  f"{stats['calls_last_minute']} in the last minute)", highlight=False, markup=False)
+                  f"{stats['unsettled_calls']} pending or cut short, {stats['calls_last_minute']} in the last "
+                  "minute)", highlight=False, markup=False)
     for rid, counters in runs.items():
         console.print(f"run {rid}: " + ", ".join(f"{k} {v:g}" for k, v in sorted(counters.items())),
                       highlight=False, markup=False)
@@ -240,7 +241,7 @@ def cache_import(
     kind = sniff_format(source) if fmt == "auto" else fmt
     resolved = load_recipe(recipe, overrides or []).recipe
     cache = open_cache(resolved, path, create=True)
-    with Progress(console=err_console, transient=True) as bar:
+    with Progress(console=err_console, transient=True, disable=not err_console.is_terminal) as bar:
         task = bar.add_task(f"importing {source}", total=None)
         tick = lambda n: bar.update(task, completed=n)  # noqa: E731
         if kind == "original":

@@ -8,6 +8,11 @@ can never both take the last slot. Limits:
   a spent budget fails at once.
 * ``max_calls_per_minute``: rows of the last 60 s, every run together (the API key's
   throughput); a call waits up to ``max_wait_s`` for a slot, then fails.
+
+A row is ``pending`` while its call runs, then ``ok`` or ``error``. A call cut short by
+Ctrl-C becomes ``interrupted``, and one whose worker was killed (its pid gone on this host)
+becomes ``lost`` when the next worker opens the file: both keep counting against the run,
+because SerpAPI may have billed a search whose answer we never read.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import time
 import uuid
 
 from deepeyes_cli.errors import SearchError
-from deepeyes_cli.search.cache import SearchCache
+from deepeyes_cli.search.cache import HOST, SearchCache, holder_alive
 from deepeyes_cli.search.config import BudgetConfig
 
 
@@ -56,17 +61,29 @@ class Budget:
                     if recent >= per_minute:
                         wait = max(0.01, oldest + 60 - now)
                 if not wait:
-                    cur = conn.execute("INSERT INTO calls(ts, run_id, backend, key, cost, status) "
-                                       "VALUES(?,?,?,?,0,'pending')", (now, run, backend, key))
+                    cur = conn.execute("INSERT INTO calls(ts, run_id, backend, key, cost, status, pid, host) "
+                                       "VALUES(?,?,?,?,0,'pending',?,?)", (now, run, backend, key, os.getpid(), HOST))
                     return int(cur.lastrowid or 0)
             if time.monotonic() + min(wait, 0.25) > deadline:
                 raise BudgetSpent(f"search rate limit reached ({per_minute} paid calls per minute)",
                                   hint="raise search.budget.max_calls_per_minute or search.budget.max_wait_s")
             time.sleep(min(wait, 0.25))
 
-    def settle(self, call_id: int, ok: bool, cost: float) -> None:
+    def settle(self, call_id: int, status: str, cost: float) -> None:
+        """``status``: ok, error (not billed) or interrupted (may have been billed)."""
         with self.cache.write() as conn:
-            conn.execute("UPDATE calls SET status=?, cost=? WHERE id=?", ("ok" if ok else "error", cost, call_id))
+            conn.execute("UPDATE calls SET status=?, cost=? WHERE id=?", (status, cost, call_id))
+
+    def settle_abandoned(self) -> int:
+        """Mark ``lost`` the pending calls of workers on this host that no longer exist."""
+        conn = self.cache.connection()
+        pids = [pid for (pid,) in conn.execute("SELECT DISTINCT pid FROM calls WHERE status='pending' AND host=?",
+                                               (HOST,)) if not holder_alive(pid, HOST)]
+        if not pids:
+            return 0
+        with self.cache.write() as conn:
+            return sum(conn.execute("UPDATE calls SET status='lost' WHERE status='pending' AND host=? AND pid=?",
+                                    (HOST, pid)).rowcount for pid in pids)
 
     def used(self, run_id: str | None = None) -> dict[str, float]:
         run = run_id or self.run_id

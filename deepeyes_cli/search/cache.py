@@ -6,11 +6,14 @@ that the next opener rolls back — never a torn file. ``synchronous=NORMAL`` ke
 cheap; a power cut may lose the last answers, not the file. SQLite on a network filesystem
 is not safe: share a cache across nodes with ``deepeyes search serve`` instead.
 
-Concurrency guarantees (see ``service.py`` for how they are used):
+Concurrency guarantees (see ``flight.py`` and ``budget.py`` for how they are used):
 
-* one connection per thread and per process (re-opened after ``fork``);
-* ``try_lease`` gives one owner per key at a time across every process on the node; a lease
-  ends when released, when it expires, or as soon as its holder's pid is gone (same host).
+* one connection per live thread and per process (re-opened after ``fork``); the
+  connection of a thread that ended is closed when the next thread opens one, so servers
+  whose worker threads come and go (anyio retires idle ones) do not pile up file handles;
+* the ``leases`` table holds one claim per key across every process on the node
+  (``flight.Leases``); the ``calls`` ledger records who made each paid call (pid, host),
+  so a call left ``pending`` by a killed worker can be told from one in flight.
 """
 
 from __future__ import annotations
@@ -39,13 +42,16 @@ CREATE TABLE IF NOT EXISTS blobs(sha256 TEXT PRIMARY KEY, data BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS leases(key TEXT PRIMARY KEY, owner TEXT NOT NULL, pid INTEGER NOT NULL,
   host TEXT NOT NULL, expires REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS calls(id INTEGER PRIMARY KEY, ts REAL NOT NULL, run_id TEXT NOT NULL,
-  backend TEXT, key TEXT, cost REAL NOT NULL DEFAULT 0, status TEXT NOT NULL);
+  backend TEXT, key TEXT, cost REAL NOT NULL DEFAULT 0, status TEXT NOT NULL, pid INTEGER, host TEXT);
 CREATE INDEX IF NOT EXISTS calls_ts ON calls(ts);
 CREATE INDEX IF NOT EXISTS calls_run ON calls(run_id);
+CREATE INDEX IF NOT EXISTS calls_pending ON calls(host, pid) WHERE status = 'pending';
 CREATE TABLE IF NOT EXISTS run_stats(run_id TEXT NOT NULL, name TEXT NOT NULL, value REAL NOT NULL,
   PRIMARY KEY(run_id, name));
 """
-_SCHEMA_NAMES = ("entries", "entries_created", "blobs", "leases", "calls", "calls_ts", "calls_run", "run_stats")
+_SCHEMA_NAMES = ("entries", "entries_created", "blobs", "leases", "calls", "calls_ts", "calls_run", "calls_pending",
+                 "run_stats")
+_ADDED_COLUMNS = {"calls": ("pid INTEGER", "host TEXT")}  # columns newer than the first schema
 HOST = socket.gethostname()
 
 
@@ -64,7 +70,10 @@ class CacheEntry:
     raw: Any = None  # loaded only by iter_entries(with_raw=True)
 
 
-def _pid_alive(pid: int) -> bool:
+def holder_alive(pid: int | None, host: str | None) -> bool:
+    """Whether the process that wrote a lease or a ledger row may still be running (True when unknowable)."""
+    if pid is None or host != HOST:
+        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -85,15 +94,19 @@ class SearchCache:
                               hint="set search.cache.path to a writable file") from e
         self._local = threading.local()
         self._lock = threading.Lock()
-        self._conns: list[sqlite3.Connection] = []
+        self._conns: list[tuple[threading.Thread, sqlite3.Connection]] = []
         self._pid = os.getpid()
         conn = self._conn()
-        statements = [s for s in SCHEMA.split(";") if s.strip()]
         try:
             have = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
             if not set(_SCHEMA_NAMES) <= have:  # a new file (or an older schema): create what is missing
                 with self._write(conn):
-                    for stmt in statements:
+                    for table, columns in _ADDED_COLUMNS.items():
+                        present = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+                        for column in columns:
+                            if present and column.split()[0] not in present:
+                                conn.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
+                    for stmt in (s for s in SCHEMA.split(";") if s.strip()):
                         conn.execute(stmt)
         except sqlite3.Error as e:
             self.close()
@@ -117,7 +130,11 @@ class SearchCache:
                                   hint="check the path and permissions; `deepeyes search cache stats` inspects it") from e
             self._local.conn = conn
             with self._lock:
-                self._conns.append(conn)
+                ended = [c for t, c in self._conns if not t.is_alive()]
+                self._conns = [(t, c) for t, c in self._conns if t.is_alive()]
+                self._conns.append((threading.current_thread(), conn))
+            for old in ended:  # their threads are gone, so nothing else uses them
+                old.close()
         return conn
 
     class _Tx:
@@ -136,13 +153,17 @@ class SearchCache:
 
     def close(self) -> None:
         with self._lock:
-            for conn in self._conns:
+            for _, conn in self._conns:
                 try:
                     conn.close()
                 except sqlite3.Error:
                     pass
             self._conns.clear()
         self._local = threading.local()
+
+    def open_connections(self) -> int:
+        with self._lock:
+            return len(self._conns)
 
     # ------------------------------------------------------------------ entries
 
@@ -186,26 +207,6 @@ class SearchCache:
                 entry.raw = json.loads(row[10])
             yield entry
 
-    # ------------------------------------------------------------------ leases (cross-process single-flight)
-
-    def try_lease(self, key: str, owner: str, ttl_s: float) -> bool:
-        now = time.time()
-        with self._write() as conn:
-            row = conn.execute("SELECT owner, pid, host, expires FROM leases WHERE key=?", (key,)).fetchone()
-            if row is not None and row[0] != owner and row[3] > now and not (row[2] == HOST and
-                                                                               not _pid_alive(row[1])):
-                return False
-            conn.execute("INSERT OR REPLACE INTO leases(key, owner, pid, host, expires) VALUES(?,?,?,?,?)",
-                         (key, owner, os.getpid(), HOST, now + ttl_s))
-            return True
-
-    def release_lease(self, key: str, owner: str) -> None:
-        with self._write() as conn:
-            conn.execute("DELETE FROM leases WHERE key=? AND owner=?", (key, owner))
-
-    def lease_held(self, key: str) -> bool:
-        return self._conn().execute("SELECT 1 FROM leases WHERE key=?", (key,)).fetchone() is not None
-
     # ------------------------------------------------------------------ ledger and stats
 
     def connection(self) -> sqlite3.Connection:
@@ -237,13 +238,13 @@ class SearchCache:
               for b, k, n, c in conn.execute("SELECT backend, kind, COUNT(*), SUM(cost) FROM entries "
                                              "GROUP BY backend, kind ORDER BY backend, kind")]
         blobs, blob_bytes = conn.execute("SELECT COUNT(*), COALESCE(SUM(LENGTH(data)), 0) FROM blobs").fetchone()
-        calls = conn.execute("SELECT COUNT(*), COALESCE(SUM(cost), 0), "
-                             "COALESCE(SUM(status='error'), 0) FROM calls").fetchone()
+        calls = conn.execute("SELECT COUNT(*), COALESCE(SUM(cost), 0), COALESCE(SUM(status='error'), 0), "
+                             "COALESCE(SUM(status IN ('pending', 'lost', 'interrupted')), 0) FROM calls").fetchone()
         minute = conn.execute("SELECT COUNT(*) FROM calls WHERE ts > ?", (time.time() - 60,)).fetchone()[0]
         size = sum(p.stat().st_size for p in (self.path, Path(f"{self.path}-wal")) if p.exists())
         return {"path": str(self.path), "bytes": size, "entries": sum(r["entries"] for r in by), "by_backend": by,
                 "blobs": blobs, "blob_bytes": blob_bytes, "paid_calls": calls[0], "paid_cost": calls[1],
-                "failed_calls": calls[2], "calls_last_minute": minute}
+                "failed_calls": calls[2], "unsettled_calls": calls[3], "calls_last_minute": minute}
 
     def prune(self, older_than_s: float | None = None, backend: str | None = None, kind: str | None = None,
               ledger_older_than_s: float | None = None) -> dict[str, int]:

@@ -64,7 +64,9 @@ class CacheConfig(Section):
     path: str | None = Field(None, description="SQLite file; default <run.cache_dir>/search/cache.sqlite.")
     enabled: bool = Field(True, description="false: never read or record answers (the file still holds the "
                                             "budget ledger and the in-flight leases).")
-    lease_s: float = Field(120.0, gt=0, description="How long one worker may hold a miss before another takes over.")
+    lease_s: float = Field(120.0, gt=0, description="A worker's claim on a miss (renewed while its call runs) lapses "
+                                                    "this long after it stops being renewed; a killed worker's on "
+                                                    "this host is taken over at once.")
 
 
 class ImagesConfig(Section):
@@ -94,3 +96,10 @@ class SearchConfig(Section):
     local: LocalConfig = Field(default_factory=LocalConfig)
     cache: CacheConfig = Field(default_factory=CacheConfig)
     images: ImagesConfig = Field(default_factory=ImagesConfig)
+
+    def worst_call_s(self) -> float:
+        """A bound on one upstream search: a wait for a per-minute slot, every attempt timing out after its
+        longest backoff, twice for an image (upload, then search), plus the thumbnail downloads."""
+        s = self.serpapi
+        one = (s.retries + 1) * s.timeout_s + s.retries * s.max_backoff_s
+        return self.budget.max_wait_s + 2 * one + 2 * self.images.max_images * self.images.timeout_s

@@ -59,17 +59,26 @@ def crop_box(image: Image, box: Sequence[int]) -> Image:
 
 
 def encode_to_fit(image: Image, max_bytes: int) -> bytes:
-    """JPEG bytes no larger than ``max_bytes``: lower quality first, then shrink by 3/4 steps."""
+    """JPEG bytes no larger than ``max_bytes``: lower quality first, then shrink.
+
+    When even the first try is several times too big, lowering the quality cannot close the
+    gap, so the image is shrunk at once to about the pixel count that fits (a JPEG's size
+    grows roughly with its pixel count) instead of in many small steps."""
     img = to_rgb(image)
     while True:
+        first = 0
         for quality in (90, 80, 70, 60):
             buf = io.BytesIO()
             img.save(buf, format="JPEG", quality=quality, optimize=True)
             if buf.tell() <= max_bytes:
                 return buf.getvalue()
+            first = first or buf.tell()
+            if first > 3 * max_bytes:
+                break
         if min(img.size) <= 16:
             raise SearchError(f"cannot encode the image under {max_bytes} bytes")
-        img = img.resize((max(16, img.width * 3 // 4), max(16, img.height * 3 // 4)))
+        scale = min(0.75, 0.95 * (max_bytes / first) ** 0.5)
+        img = img.resize((max(16, round(img.width * scale)), max(16, round(img.height * scale))))
 
 
 def shrink(image: Image, max_side: int) -> Image:

@@ -24,8 +24,8 @@ class RemoteSearch(Searcher):
         self.url = config.url.rstrip("/")
         self.run_id = run_id or default_run_id(config.budget.run_id)
         headers = {"Authorization": f"Bearer {config.token}"} if config.token else {}
-        # The server may wait on SerpAPI retries and on other workers' identical searches.
-        self._http = httpx.Client(headers=headers, timeout=httpx.Timeout(config.cache.lease_s + 30, connect=10))
+        # The server may wait on SerpAPI retries and on another worker's identical search.
+        self._http = httpx.Client(headers=headers, timeout=httpx.Timeout(config.worst_call_s() + 30, connect=10))
         super().__init__(config.max_concurrency, "search-remote")
 
     def _post(self, path: str, body: dict[str, Any]) -> SearchOutcome:
@@ -40,6 +40,8 @@ class RemoteSearch(Searcher):
         try:
             data = resp.json()
         except ValueError:
+            data = None
+        if not isinstance(data, dict):
             data = {}
         if resp.status_code != 200:
             self._count(calls=1, errors=1)
@@ -47,7 +49,8 @@ class RemoteSearch(Searcher):
                               hint=data.get("hint"))
         outcome = SearchOutcome.from_json(data)
         self._count(calls=1, cost=outcome.cost, upstream_calls=int(outcome.cost > 0), **{
-            {"hit": "hits", "miss": "misses", "refresh": "refreshed"}.get(outcome.cache, outcome.cache): 1})
+            {"hit": "hits", "miss": "misses", "off": "misses", "refresh": "refreshed"}.get(outcome.cache,
+                                                                                           outcome.cache): 1})
         return outcome
 
     def search_text(self, query: str, top_k: int | None = None) -> SearchOutcome:

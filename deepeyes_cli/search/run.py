@@ -50,15 +50,21 @@ def search_once(recipe: Any, query: str | None = None, image: Path | None = None
 
     pil = None
     if image is not None:
+        from PIL import UnidentifiedImageError
+        from PIL.Image import DecompressionBombError
+
         from deepeyes_cli.search.images import crop_box, open_image
 
         try:
-            pil = open_image(image.read_bytes())
+            data = image.read_bytes()
         except OSError as e:
             raise InputError(f"cannot read image {image}: {e.strerror or e}", hint="pass a JPEG, PNG or WebP file") \
                 from e
-        except Exception as e:  # PIL.UnidentifiedImageError and friends
-            raise InputError(f"{image} is not an image ({type(e).__name__})") from e
+        try:
+            pil = open_image(data)
+        except (UnidentifiedImageError, DecompressionBombError, OSError, ValueError) as e:  # junk, cut, or huge
+            raise InputError(f"{image} is not a readable image ({type(e).__name__})",
+                             hint="pass a JPEG, PNG or WebP file") from e
         if box is not None:
             pil = crop_box(pil, box)
     searcher = open_searcher(recipe.search, recipe.run.cache_dir, run_id=run_id)

@@ -5,14 +5,23 @@ Facts about ``serpapi`` 1.2 this module works around (read in its source):
 * no base-URL argument — requests go to ``HTTPClient.BASE_DOMAIN`` + path. We set that
   attribute on our own client *instances* (one per thread), never on the class, so other
   clients in the process keep theirs;
-* no retries — we retry 429, 5xx, connection errors, time-outs and non-JSON replies with
-  exponential backoff and jitter (honouring ``Retry-After``);
+* no retries — we retry 429 (throughput), 5xx, connection errors, time-outs and non-JSON
+  replies with exponential backoff and jitter (honouring ``Retry-After``). A 429 saying the
+  account "has run out of searches" is final: retrying cannot help;
 * a 200 reply that is not JSON comes back as ``str`` — treated as a malformed reply;
-* ``HTTPError``'s text includes the request URL, API key included — never shown or logged:
-  we report the status code and SerpAPI's ``error`` field only.
+* the key travels in the query string, so the text of the client's exceptions (``requests``'
+  ``HTTPError``, ``ConnectionError``, time-outs) contains the request URL *with the key*.
+  Those exceptions never leave this module, not even as ``__cause__``/``__context__`` of
+  ours (a traceback under ``--debug`` or in a log would print them): we keep the status
+  code and SerpAPI's ``error`` field (scrubbed) and raise our own error outside the
+  ``except`` block. ``urllib3`` logs every request line (URL and key) at DEBUG: a filter
+  on its logger masks ``api_key=…`` in case a program turns that logging on.
 
-A 200 reply whose ``error`` says Google returned nothing is a valid, empty answer (SerpAPI
-counts it as a successful search) and is cached like any other.
+SerpAPI's documented replies (serpapi.com/api-status-and-error-codes, /search-errors,
+/image-api): errors are ``{"error": "..."}`` with 400, 401, 403, 404, 410, 429, 500 or 503
+(a failed search: 503 with ``search_metadata.status == "Error"``). A 200 reply whose
+``error`` says Google returned nothing is a valid, empty answer (SerpAPI counts it as a
+successful search) and is cached like any other.
 """
 
 from __future__ import annotations
@@ -21,6 +30,7 @@ import io
 import logging
 import os
 import random
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -37,6 +47,18 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 API_KEY_ENV = "SERPAPI_API_KEY"
+_KEY_IN_URL = re.compile(r"(api_key=)[^&\s\"']+")
+
+
+class _MaskKeyInRequestLines(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "api_key=" in message:
+            record.msg, record.args = _KEY_IN_URL.sub(r"\1***", message), None
+        return True
+
+
+_URLLIB3_FILTER = _MaskKeyInRequestLines()
 
 
 class _Retryable(Exception):
@@ -100,42 +122,34 @@ class SerpapiBackend:
         if client is None or client.api_key != key:
             import serpapi
 
+            logging.getLogger("urllib3.connectionpool").addFilter(_URLLIB3_FILTER)  # idempotent
             client = serpapi.Client(api_key=key, timeout=self.sc.timeout_s)
             client.BASE_DOMAIN = self.sc.base_url.rstrip("/")  # instance attribute: the class keeps its default
             self._local.client = client
         return client
 
-    def _with_retries(self, what: str, call: Callable[[], T]) -> T:
-        from serpapi.exceptions import HTTPError
-        from serpapi.exceptions import TimeoutError as SerpTimeout
-
+    def _with_retries(self, what: str, key: str, call: Callable[[], T]) -> T:
         attempt = 0
         while True:
+            failure: _Retryable | SearchError
             try:
-                try:
-                    return call()
-                except SerpTimeout as e:
-                    raise _Retryable(f"timed out after {self.sc.timeout_s:g} s") from e
-                except HTTPError as e:
-                    status = getattr(e, "status_code", -1)
-                    message = getattr(e, "error", None)
-                    if status == -1:
-                        raise _Retryable(f"cannot connect to {self.sc.base_url}") from e
-                    detail = f"SerpAPI answered {status}" + (f": {message}" if message else "")
-                    if status == 429 or status >= 500:
-                        raise _Retryable(detail, _retry_after(e)) from e
-                    raise SearchError(detail, hint="check SERPAPI_API_KEY and the account's quota"
-                                      if status in (401, 403) else None) from e
-            except _Retryable as e:
-                if attempt >= self.sc.retries:
-                    raise SearchError(f"{what}: {e.reason}" + (f" (after {attempt + 1} attempts)" if attempt else ""),
-                                      hint="SerpAPI or the network is failing; retry later") from e
-                delay = min(self.sc.max_backoff_s, self.sc.backoff_s * 2 ** attempt * random.uniform(0.5, 1.5))
-                if e.retry_after is not None:
-                    delay = max(delay, min(e.retry_after, self.sc.max_backoff_s))
-                log.info("%s: %s; retry %d/%d in %.2f s", what, e.reason, attempt + 1, self.sc.retries, delay)
-                time.sleep(delay)
-                attempt += 1
+                return call()
+            except (_Retryable, SearchError) as e:  # ours: their text holds no key
+                failure = e
+            except Exception as e:  # the client's: the text holds the request URL, key included
+                failure = _classify(e, key, self.sc.base_url, self.sc.timeout_s)
+            # Raised from here, outside the ``except`` blocks, our errors carry no context.
+            if isinstance(failure, SearchError):
+                raise failure
+            if attempt >= self.sc.retries:
+                raise SearchError(f"{what}: {failure.reason}" + (f" (after {attempt + 1} attempts)" if attempt else ""),
+                                  hint="SerpAPI or the network is failing; retry later")
+            delay = min(self.sc.max_backoff_s, self.sc.backoff_s * 2 ** attempt * random.uniform(0.5, 1.5))
+            if failure.retry_after is not None:
+                delay = max(delay, min(failure.retry_after, self.sc.max_backoff_s))
+            log.info("%s: %s; retry %d/%d in %.2f s", what, failure.reason, attempt + 1, self.sc.retries, delay)
+            time.sleep(delay)
+            attempt += 1
 
     def _search(self, params: dict[str, Any]) -> dict[str, Any]:
         key = api_key()
@@ -147,10 +161,10 @@ class SerpapiBackend:
                 raise _Retryable("malformed reply (not JSON)")
             data = dict(result.data)
             if (data.get("search_metadata") or {}).get("status") == "Error":
-                raise _Retryable(f"SerpAPI search failed: {data.get('error') or 'unknown error'}")
+                raise _Retryable(f"SerpAPI search failed: {scrub(str(data.get('error') or 'unknown error'), key)}")
             return data
 
-        return scrub(self._with_retries("search", call), key)
+        return scrub(self._with_retries("search", key, call), key)
 
     # ------------------------------------------------------------------ searches
 
@@ -165,9 +179,11 @@ class SerpapiBackend:
         jpeg = encode_to_fit(image, self.config.images.upload_max_bytes)
         where = self._host.publish(jpeg, sha256) if self._host else self._upload(jpeg)
         raw = self._search({**self.params("image"), **where})
-        matches = [m for m in raw.get("visual_matches") or [] if isinstance(m, dict)]
+        # ``type=exact_matches`` answers under its own key; every other type under visual_matches.
+        matches = [m for m in raw.get("visual_matches") or raw.get("exact_matches") or [] if isinstance(m, dict)]
         hits = [Hit(title=str(m.get("title") or ""), url=str(m.get("link") or ""), snippet=m.get("source") or None,
-                    thumbnail_url=m.get("thumbnail") or m.get("image") or None) for m in matches]
+                    date=m.get("date") or None, thumbnail_url=m.get("thumbnail") or m.get("image") or None)
+                for m in matches]
         blobs = self.fetch_thumbnails(hits)
         return BackendResult(raw=raw, hits=hits, blobs=blobs, cost=self.config.budget.cost_per_call)
 
@@ -179,14 +195,15 @@ class SerpapiBackend:
             buf.name = "image.jpg"  # requests names the multipart file after this
             try:
                 reply = self._client(key).upload_image(buf)
-            except ValueError as e:  # requests' JSONDecodeError
-                raise _Retryable("malformed upload reply (not JSON)") from e
+            except ValueError:  # requests' JSONDecodeError (a reply that is not JSON); no key in it
+                raise _Retryable("malformed upload reply (not JSON)") from None
             image_id = reply.get("image_id") if isinstance(reply, dict) else None
             if not image_id:
-                raise SearchError("SerpAPI image upload returned no image_id")
+                why = reply.get("error") if isinstance(reply, dict) else None
+                raise SearchError("SerpAPI image upload failed: " + (scrub(str(why), key) if why else "no image_id"))
             return {"image_id": str(image_id)}
 
-        return self._with_retries("image upload", call)
+        return self._with_retries("image upload", key, call)
 
     def fetch_thumbnails(self, hits: list[Hit]) -> dict[str, bytes]:
         """Download, size-cap and store thumbnails until ``images.max_images`` succeeded (failures are skipped)."""
@@ -206,6 +223,29 @@ class SerpapiBackend:
                     hit.thumbnail = sha256_bytes(thumb)
                     blobs[hit.thumbnail] = thumb
         return blobs
+
+
+def _classify(e: Exception, key: str, base_url: str, timeout_s: float) -> _Retryable | SearchError:
+    """Turn an exception of the client (or of ``requests`` under it) into ours, keeping nothing of its text."""
+    import requests
+
+    status = getattr(e, "status_code", None)
+    if status is None and isinstance(e, requests.HTTPError) and e.response is not None:
+        status = e.response.status_code
+    if isinstance(e, requests.Timeout):
+        return _Retryable(f"timed out after {timeout_s:g} s")
+    if isinstance(e, requests.ConnectionError) or status == -1:
+        return _Retryable(f"cannot connect to {base_url}")
+    if status is None:  # another ``requests`` failure (broken chunked reply, bad redirect …)
+        return _Retryable(f"request failed ({type(e).__name__})")
+    message = getattr(e, "error", None)
+    detail = f"SerpAPI answered {status}" + (f": {scrub(str(message), key)}" if message else "")
+    if status == 429 and message and "run out of searches" in str(message):
+        return SearchError(detail, hint="the SerpAPI account has no searches left this month "
+                                        "(serpapi.com/dashboard); replay from the cache meanwhile")
+    if status == 429 or status >= 500:
+        return _Retryable(detail, _retry_after(e))
+    return SearchError(detail, hint="check SERPAPI_API_KEY and the account's quota" if status in (401, 403) else None)
 
 
 def _retry_after(e: Exception) -> float | None:

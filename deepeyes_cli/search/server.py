@@ -27,16 +27,18 @@ from deepeyes_cli.search.service import SearchService
 def create_app(service: SearchService, token: str | None = None) -> Any:
     from fastapi import Depends, FastAPI, Request
     from fastapi.responses import JSONResponse
-    from pydantic import BaseModel
+    from pydantic import BaseModel, Field
+
+    TopK = Field(None, ge=1, le=100)
 
     class TextBody(BaseModel):
         query: str
-        top_k: int | None = None
+        top_k: int | None = TopK
         run_id: str | None = None
 
     class ImageBody(BaseModel):
         image: str
-        top_k: int | None = None
+        top_k: int | None = TopK
         sample_index: str | None = None
         run_id: str | None = None
 
@@ -78,11 +80,13 @@ def create_app(service: SearchService, token: str | None = None) -> Any:
 
     @app.post("/v1/search/image", dependencies=[Depends(authorize)])
     def search_image(body: ImageBody) -> Any:
+        from PIL.Image import DecompressionBombError
+
         from deepeyes_cli.search.images import open_image
 
         try:
             image = open_image(base64.b64decode(body.image, validate=True))
-        except (binascii.Error, ValueError, OSError) as e:
+        except (binascii.Error, ValueError, OSError, DecompressionBombError) as e:
             raise InputError(f"the image is not a base64 PNG or JPEG ({type(e).__name__})") from e
         return service.search_image(image, body.top_k, body.sample_index, run_id=body.run_id).to_json()
 

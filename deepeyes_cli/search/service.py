@@ -4,35 +4,35 @@ Modes: ``live`` reads through the cache and records misses; ``replay`` answers f
 cache only (a miss is an error, or goes to ``search.fallback`` without being recorded);
 ``refresh`` always asks upstream and overwrites.
 
-Single-flight guarantee: identical requests (same cache key) that overlap in time make
-one upstream call — across threads of a process (they wait on the leader's future and
-share its answer or its error) and across processes sharing the cache file (one holds a
-lease in SQLite, the others poll until the answer is stored). If a leader fails, its
-in-process followers get the same error; a follower in another process then takes the
-lease and tries once more, so a failing key is asked at most once at a time. A leader
-killed with ``kill -9`` is replaced as soon as its pid is gone (same host) or its lease
-(``search.cache.lease_s``) expires. With ``search.cache.enabled: false`` only the
-in-process guarantee holds.
+Single-flight guarantee (``flight.py``): identical requests (same cache key) that overlap
+in time make one upstream call — across threads of a process (they wait on the leader's
+future and share its answer or its error) and across processes sharing the cache file
+(one holds a lease in SQLite, renewed while its call runs; the others poll until the
+answer is stored). If a leader fails, its in-process followers get the same error; a
+follower in another process then takes the lease and tries once more, so a failing key is
+asked at most once at a time. A leader killed with ``kill -9`` is replaced as soon as its
+pid is gone (same host) or its lease (``search.cache.lease_s``) lapses unrenewed. When
+runs have their own budgets, requests of different runs do not share an in-process
+flight (one run's spent budget must not refuse another's), only the lease. With
+``search.cache.enabled: false`` only the in-process guarantee holds.
 """
 
 from __future__ import annotations
 
 import logging
 import sqlite3
-import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
-from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from deepeyes_cli.errors import SearchError
 from deepeyes_cli.search.budget import Budget, BudgetSpent, default_run_id
 from deepeyes_cli.search.cache import CacheEntry, SearchCache
 from deepeyes_cli.search.config import SearchConfig
+from deepeyes_cli.search.flight import Leases, SingleFlight
 from deepeyes_cli.search.format import format_image_results, format_text_results
 from deepeyes_cli.search.searcher import Searcher
 from deepeyes_cli.search.types import (
@@ -47,37 +47,7 @@ if TYPE_CHECKING:
     from PIL.Image import Image
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 STATS_FLUSH_S = 5.0
-
-
-class SingleFlight:
-    """In-process: the first caller of a key runs ``fn``; overlapping callers wait for its result."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._calls: dict[str, Future[Any]] = {}
-
-    def do(self, key: str, fn: Callable[[], T]) -> tuple[T, bool]:
-        """Returns (result, shared): ``shared`` is True for callers that waited on another's call."""
-        with self._lock:
-            future = self._calls.get(key)
-            leader = future is None
-            if future is None:
-                future = self._calls[key] = Future()
-        if not leader:
-            return future.result(), True
-        try:
-            result = fn()
-        except BaseException as e:
-            future.set_exception(e)
-            raise
-        else:
-            future.set_result(result)
-            return result, False
-        finally:
-            with self._lock:
-                del self._calls[key]
 
 
 @dataclass
@@ -115,6 +85,11 @@ class SearchService(Searcher):
         self.cache = SearchCache(default_cache_path(config, cache_dir))
         self.run_id = run_id or default_run_id(config.budget.run_id)
         self.budget = Budget(self.cache, config.budget, self.run_id)
+        self.leases = Leases(self.cache, config.cache.lease_s)
+        try:
+            self.budget.settle_abandoned()  # paid calls left pending by workers killed on this host
+        except sqlite3.Error:
+            log.warning("could not settle abandoned paid calls in %s", self.cache.path, exc_info=True)
         self.backend = make_backend(config.backend, config, self.cache.path.parent)
         self.fallback = make_backend(config.fallback, config, self.cache.path.parent)
         super().__init__(config.max_concurrency, "search")
@@ -154,6 +129,7 @@ class SearchService(Searcher):
     def close(self) -> None:
         self.flush_stats()
         super().close()
+        self.leases.close()
         self.cache.close()
 
     # ------------------------------------------------------------------ internals
@@ -208,7 +184,8 @@ class SearchService(Searcher):
                                   hint="record it with search.mode=live, import a cache, or set search.fallback")
             entry, blobs = self._call_upstream(self.fallback, req, key, run_id, image, record=False)
             return _Answer(entry, blobs, False), "fallback"
-        answer, shared = self._flight.do(key, lambda: self._fetch_once(req, key, run_id, image))
+        flight = key if self.config.budget.max_calls_per_run is None else f"{key}/{run_id or self.run_id}"
+        answer, shared = self._flight.do(flight, lambda: self._fetch_once(req, key, run_id, image))
         if shared:
             return _Answer(answer.entry, answer.blobs, False), "shared"
         if not answer.paid:
@@ -219,18 +196,16 @@ class SearchService(Searcher):
         if not self.config.cache.enabled:
             return _Answer(*self._call_upstream(self.backend, req, key, run_id, image, record=False), True)
         owner, started = uuid.uuid4().hex, time.time()
-        deadline = time.monotonic() + self.config.cache.lease_s + 5
         refresh = self.config.mode == "refresh"
         delay = 0.002
+        # No deadline of our own: a live leader renews its lease until its call ends (every
+        # upstream step has a time limit), and a dead one loses it (pid gone, or lease_s).
         while True:
             entry = self.cache.get(key)
             if entry is not None and (not refresh or entry.created >= started):
                 return _Answer(entry, None, False)
-            if self.cache.try_lease(key, owner, self.config.cache.lease_s):
+            if self.leases.try_acquire(key, owner):
                 break
-            if time.monotonic() > deadline:
-                raise SearchError("timed out waiting for another worker's identical search",
-                                  hint="raise search.cache.lease_s if upstream is slow")
             time.sleep(delay)
             delay = min(delay * 2, 0.05)
         try:
@@ -239,7 +214,7 @@ class SearchService(Searcher):
                 return _Answer(entry, None, False)
             return _Answer(*self._call_upstream(self.backend, req, key, run_id, image, record=True), True)
         finally:
-            self.cache.release_lease(key, owner)
+            self.leases.release(key, owner)
 
     def _call_upstream(self, backend: Any, req: SearchRequest, key: str, run_id: str | None,
                        image: Image | None, record: bool) -> tuple[CacheEntry, dict[str, bytes]]:
@@ -253,13 +228,17 @@ class SearchService(Searcher):
                 result = backend.image(image, req.image_sha256 or "")
         except Exception as e:
             if call_id is not None:
-                self.budget.settle(call_id, ok=False, cost=0.0)
+                self.budget.settle(call_id, "error", cost=0.0)
             if isinstance(e, SearchError):
                 raise
             log.exception("search backend %s failed", backend.name)
             raise SearchError(f"{backend.name} search failed ({type(e).__name__})") from e
+        except BaseException:  # Ctrl-C mid-call: it may have been billed, so it keeps counting
+            if call_id is not None:
+                self.budget.settle(call_id, "interrupted", cost=0.0)
+            raise
         if call_id is not None:
-            self.budget.settle(call_id, ok=True, cost=result.cost)
+            self.budget.settle(call_id, "ok", cost=result.cost)
         subject = normalize_query(req.query or "") if req.kind == "text" else req.image_sha256
         entry = CacheEntry(key, backend.name, req.kind, subject, req.params, result.hits, "", time.time(),
                            result.cost, time.perf_counter() - start, raw=result.raw)

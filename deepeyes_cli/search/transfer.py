@@ -159,7 +159,8 @@ def import_original(cache: SearchCache, path: str | Path, images_root: str | Pat
     for i, (index, item) in enumerate(data.items(), 1):
         if not isinstance(item, dict) or "tool_returned_web_title" not in item:
             raise InputError(f"{path}: entry {index!r} has no tool_returned_web_title",
-                             hint='expected {"tool_returned_web_title": [...], "cached_images_path": [...]}')
+                             hint='the original image-search cache maps each sample index to {"tool_returned_web_title": '
+                                  '[...], "cached_images_path": [...]}; a JSONL dump needs --format jsonl')
         subject = f"sample:{index}"
         key = cache_key("original", "image", subject, {})
         if not overwrite and cache.get(key) is not None:

@@ -111,6 +111,10 @@ def test_usage_errors(cli, tmp_path: Path) -> None:
     assert nothing.returncode == 1 and "nothing to prune" in nothing.stderr
     box = cli("search", "image", "x.png", "--box", "1,2", "-r", "tiny", cwd=tmp_path)
     assert box.returncode == 1 and "x1,y1,x2,y2" in box.stderr
+    (tmp_path / "notes.png").write_text("not a picture")
+    junk = cli("search", "image", "notes.png", "-r", "tiny", cwd=tmp_path)
+    assert junk.returncode == 1 and "error: notes.png is not a readable image" in junk.stderr
+    assert "BytesIO" not in junk.stderr and "hint: pass a JPEG, PNG or WebP file" in junk.stderr
     exposed = cli("search", "serve", "--host", "0.0.0.0", "-r", "tiny", env={"DEEPEYES_SEARCH_TOKEN": ""})
     assert exposed.returncode == 1 and "without a token" in exposed.stderr
     plan = _ok(cli("search", "serve", "-r", "tiny", "--port", "0", "--dry-run"))

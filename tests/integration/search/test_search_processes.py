@@ -76,27 +76,40 @@ def test_replay_is_identical_across_processes(fake: FakeSerpAPI, config_for) -> 
     assert fake.calls["google"] == 1 and fake.calls["google_lens"] == 1
 
 
+def _same_query_in(n: int, config_json: str) -> list[dict]:
+    """Start ``n`` worker processes, let them ask the same question at once, return their answers."""
+    procs = [subprocess.Popen([sys.executable, "-c", SAME_QUERY, config_json], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
+             for _ in range(n)]
+    try:
+        for p in procs:
+            assert p.stdout is not None and p.stdout.readline().strip() == "ready"
+        for p in procs:
+            assert p.stdin is not None
+            p.stdin.write("go\n")
+            p.stdin.flush()
+        return [json.loads(p.communicate(timeout=120)[0].strip().splitlines()[-1]) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+
+
 def test_identical_requests_from_several_processes_make_one_call(serpapi_key: str, config_for) -> None:
     with FakeSerpAPI(api_key=serpapi_key, delay_s=1.0) as slow:
-        config = config_for(slow).model_dump_json()
-        procs = [subprocess.Popen([sys.executable, "-c", SAME_QUERY, config], stdin=subprocess.PIPE,
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
-                 for _ in range(4)]
-        try:
-            for p in procs:
-                assert p.stdout is not None and p.stdout.readline().strip() == "ready"
-            for p in procs:
-                assert p.stdin is not None
-                p.stdin.write("go\n")
-                p.stdin.flush()
-            outs = [json.loads(p.communicate(timeout=120)[0].strip().splitlines()[-1]) for p in procs]
-        finally:
-            for p in procs:
-                if p.poll() is None:
-                    p.kill()
+        outs = _same_query_in(4, config_for(slow).model_dump_json())
     assert slow.calls["google"] == 1
     assert len({o["text"] for o in outs}) == 1
     assert sorted(o["cache"] for o in outs).count("miss") == 1
+
+
+def test_a_leader_slower_than_its_lease_is_not_asked_twice(serpapi_key: str, config_for) -> None:
+    """The upstream call outlasts lease_s several times over; the leader renews its lease meanwhile."""
+    with FakeSerpAPI(api_key=serpapi_key, delay_s=2.5) as slow:
+        outs = _same_query_in(3, config_for(slow, cache={"lease_s": 0.4}).model_dump_json())
+    assert slow.calls["google"] == 1
+    statuses = [o["cache"] for o in outs]  # a worker slowed down by a busy machine may arrive after: "hit"
+    assert statuses.count("miss") == 1 and set(statuses) <= {"miss", "shared", "hit"}
 
 
 def test_kill_9_during_writes_leaves_a_sound_cache(tmp_path: Path) -> None:
@@ -138,5 +151,11 @@ def test_a_killed_leader_does_not_block_the_others(fake: FakeSerpAPI, config_for
     os.kill(proc.pid, signal.SIGKILL)  # … and is killed while holding the lease
     proc.wait(timeout=30)
     start = time.monotonic()
-    out = SearchService(config).search_text("one question for all")
+    service = SearchService(config)
+    out = service.search_text("one question for all")
     assert out.cache == "miss" and time.monotonic() - start < 10  # not the 120 s lease
+    # The killed worker's paid call may have been billed: it is settled as lost and still counts.
+    statuses = [row[0] for row in cache.connection().execute("SELECT status FROM calls ORDER BY id")]
+    assert statuses == ["lost", "ok"] and service.budget.used()["paid_calls"] == 2
+    assert cache.stats()["unsettled_calls"] == 1 and not service.leases.held("any")
+    service.close()

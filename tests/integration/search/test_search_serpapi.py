@@ -13,7 +13,6 @@ from PIL import Image
 
 from deepeyes_cli.errors import SearchError
 from deepeyes_cli.search.service import SearchService
-from deepeyes_cli.search.transfer import export_jsonl
 from deepeyes_cli.testing.fake_serpapi import FakeSerpAPI
 from deepeyes_cli.tools.base import ToolContext, call_tool
 from deepeyes_cli.tools.search import ImageSearchTool, SearchHandle, SearchTool
@@ -40,25 +39,21 @@ def test_text_hits_formatted_then_served_from_the_cache(fake: FakeSerpAPI, confi
     service.close()
 
 
-def test_key_is_never_stored(fake: FakeSerpAPI, config_for, tmp_path: Path) -> None:
-    service = SearchService(config_for(fake))
-    service.search_text("secret check")
-    service.search_image(Image.new("RGB", (64, 64), (5, 6, 7)))
-    buf = io.StringIO()
-    export_jsonl(service.cache, buf)
-    assert fake.api_key and fake.api_key not in buf.getvalue() and "search_parameters" in buf.getvalue()
-    service.close()
-    for f in tmp_path.iterdir():
-        if f.is_file():
-            assert fake.api_key.encode() not in f.read_bytes(), f
-
-
 def test_429_then_success_is_retried(fake: FakeSerpAPI, config_for) -> None:
-    fake.add_faults("429", "503")
+    fake.add_faults("429", "503")  # the hourly throughput limit, then a failed search (status Error)
     service = SearchService(config_for(fake))
     outcome = service.search_text("retry me")
     assert outcome.hits and fake.calls["google"] == 3
     assert service.budget.used() == {"paid_calls": 1, "cost": 1.0}
+
+
+def test_an_account_out_of_searches_is_not_retried(fake: FakeSerpAPI, config_for) -> None:
+    fake.add_faults("429-exhausted", "429-exhausted")
+    service = SearchService(config_for(fake))
+    with pytest.raises(SearchError, match="answered 429: Your account has run out of searches") as err:
+        service.search_text("no credits")
+    assert fake.calls["google"] == 1 and err.value.hint and "no searches left" in err.value.hint
+    assert service.budget.used()["paid_calls"] == 0  # a refused call is not billed
 
 
 def test_persistent_failure_is_an_error_and_nothing_is_cached(fake: FakeSerpAPI, config_for) -> None:
@@ -170,3 +165,53 @@ def test_modes_refresh_replay_and_fallback(fake: FakeSerpAPI, config_for, tmp_pa
     out = with_fallback.search_text("never asked")
     assert out.cache == "fallback" and "[Fallback doc](https://f.example)" in out.text
     assert with_fallback.cache.stats()["entries"] == 1  # fallback answers are not recorded
+
+
+def test_lens_exact_matches_type(fake: FakeSerpAPI, config_for) -> None:
+    service = SearchService(config_for(fake, serpapi={"lens_type": "exact_matches"}, top_k=3))
+    outcome = service.search_image(Image.new("RGB", (64, 64), (70, 80, 90)))
+    lens = [r for r in fake.requests if r["engine"] == "google_lens"]
+    assert lens[0]["type"] == "exact_matches" and "country" not in lens[0]
+    assert len(outcome.hits) == 3 and outcome.hits[0].title.startswith("Visual match")
+    assert outcome.text.count("<image>") == len(outcome.images) == 3
+
+
+def test_runs_with_their_own_budgets_do_not_share_a_refusal(fake: FakeSerpAPI, config_for) -> None:
+    """Run A's budget is spent, run B's is not: B's identical concurrent request must still be answered."""
+    import threading
+    import time
+
+    from deepeyes_cli.search.cache import SearchCache
+    from deepeyes_cli.search.flight import Leases
+    from deepeyes_cli.search.types import cache_key
+
+    config = config_for(fake, budget={"max_calls_per_run": 1})
+    service = SearchService(config)
+    service.search_text("spend run a", run_id="a")
+    # Another process holds the key for a moment, so that both requests are waiting when it lets go.
+    key = cache_key("serpapi", "text", "asked by both", service.backend.params("text"))
+    blocker = Leases(SearchCache(config.cache.path or ""), ttl_s=60)
+    assert blocker.try_acquire(key, "another process")
+    outcomes: dict[str, object] = {}
+
+    def ask(run: str) -> None:
+        try:
+            outcomes[run] = service.search_text("asked by both", run_id=run)
+        except SearchError as e:
+            outcomes[run] = e
+
+    threads = [threading.Thread(target=ask, args=(run,)) for run in ("a", "b")]
+    threads[0].start()
+    time.sleep(0.2)  # run A asks first and waits on the lease
+    threads[1].start()
+    time.sleep(0.2)
+    blocker.release(key, "another process")
+    for t in threads:
+        t.join(timeout=60)
+    blocker.close()
+    service.close()
+    a, b = outcomes["a"], outcomes["b"]
+    assert not isinstance(b, SearchError), b
+    # A is refused (it took the lease first) or shares B's answer (B took it first); it never pays.
+    assert ("budget spent" in str(a)) if isinstance(a, SearchError) else a.cost == 0.0  # type: ignore[attr-defined]
+    assert fake.calls["google"] == 2  # "spend run a", then run B's call

@@ -17,6 +17,7 @@ from deepeyes_cli.errors import InputError
 from deepeyes_cli.search.budget import Budget, BudgetSpent
 from deepeyes_cli.search.cache import CacheEntry, SearchCache
 from deepeyes_cli.search.config import BudgetConfig
+from deepeyes_cli.search.flight import Leases
 from deepeyes_cli.search.transfer import export_jsonl, import_jsonl, import_original, sniff_format
 from deepeyes_cli.search.types import Hit, cache_key, sample_cache_key, sha256_bytes
 
@@ -51,28 +52,50 @@ def test_round_trip_and_wal(tmp_path: Path) -> None:
 
 def test_lease_has_one_owner_and_ends_with_its_process(tmp_path: Path) -> None:
     cache = SearchCache(tmp_path / "c.sqlite")
-    assert cache.try_lease("k", "a", ttl_s=60)
-    assert not cache.try_lease("k", "b", ttl_s=60)
-    cache.release_lease("k", "a")
-    assert cache.try_lease("k", "b", ttl_s=60)
-    assert cache.try_lease("expired", "a", ttl_s=-1) and cache.try_lease("expired", "b", ttl_s=60)
+    leases, other = Leases(cache, ttl_s=60), Leases(SearchCache(tmp_path / "c.sqlite"), ttl_s=60)
+    assert leases.try_acquire("k", "a")
+    assert not other.try_acquire("k", "b") and other.claimed_by_other("k", "b")
+    leases.release("k", "a")
+    assert other.try_acquire("k", "b")
+    lapsing = Leases(cache, ttl_s=-1)
+    assert lapsing.try_acquire("expired", "a") and other.try_acquire("expired", "b")
     # A lease whose holder died (same host) is free at once, long before it expires.
     proc = subprocess.run([sys.executable, "-c", (
-        "import sys; from deepeyes_cli.search.cache import SearchCache; "
-        f"assert SearchCache({str(tmp_path / 'c.sqlite')!r}).try_lease('dead', 'gone', 3600)")],
+        "import sys; from deepeyes_cli.search.cache import SearchCache; from deepeyes_cli.search.flight import Leases; "
+        f"assert Leases(SearchCache({str(tmp_path / 'c.sqlite')!r}), 3600).try_acquire('dead', 'gone')")],
         capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
-    assert cache.lease_held("dead")
-    assert cache.try_lease("dead", "c", ttl_s=60)
+    assert leases.held("dead") and not leases.claimed_by_other("dead", "c")
+    assert leases.try_acquire("dead", "c")
+    for holder in (leases, other, lapsing):
+        holder.close()
+
+
+def test_a_held_lease_is_renewed_while_its_call_runs(tmp_path: Path) -> None:
+    cache = SearchCache(tmp_path / "c.sqlite")
+    leases = Leases(cache, ttl_s=0.4)  # renewed every 0.1 s by the keeper thread
+    assert leases.try_acquire("slow", "leader")
+    expiry = cache.connection().execute("SELECT expires FROM leases").fetchone()[0]
+    deadline = time.monotonic() + 30
+    while cache.connection().execute("SELECT expires FROM leases").fetchone()[0] == expiry:
+        assert time.monotonic() < deadline, "the keeper never renewed the lease"
+        time.sleep(0.05)
+    assert leases.renew() == 1  # and by hand: one claim held
+    other = Leases(SearchCache(tmp_path / "c.sqlite"), ttl_s=60)
+    assert not other.try_acquire("slow", "follower")  # renewed, so still the leader's
+    leases.release("slow", "leader")
+    assert leases.renew() == 0 and other.try_acquire("slow", "follower")
+    leases.close()
+    other.close()
 
 
 def test_run_budget_counts_successes_and_is_shared(tmp_path: Path) -> None:
     cache = SearchCache(tmp_path / "c.sqlite")
     budget = Budget(cache, BudgetConfig(max_calls_per_run=2), "run-a")
     first = budget.reserve("serpapi", "k1")
-    budget.settle(first, ok=False, cost=0.0)  # a failed call is not billed
+    budget.settle(first, "error", cost=0.0)  # a failed call is not billed
     for key in ("k2", "k3"):
-        budget.settle(budget.reserve("serpapi", key), ok=True, cost=1.0)
+        budget.settle(budget.reserve("serpapi", key), "ok", cost=1.0)
     other_worker = Budget(SearchCache(tmp_path / "c.sqlite"), BudgetConfig(max_calls_per_run=2), "run-a")
     with pytest.raises(BudgetSpent, match="2 of 2"):
         other_worker.reserve("serpapi", "k4")
@@ -174,3 +197,68 @@ def test_a_file_that_is_not_a_cache_is_a_clear_error(tmp_path: Path) -> None:
     junk.write_bytes(b"this is not sqlite at all" * 100)
     with pytest.raises(SearchError, match="not a usable search cache|cannot open search cache"):
         SearchCache(junk)
+
+
+def test_connections_of_ended_threads_are_closed(tmp_path: Path) -> None:
+    """A server whose worker threads come and go (anyio retires idle ones) must not pile up file handles."""
+    import os
+    import threading
+
+    cache = SearchCache(tmp_path / "c.sqlite")
+    cache.put(_entry("q"))
+
+    def one_read() -> None:
+        assert cache.get(_entry("q").key) is not None
+
+    def fds() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    for _ in range(3):  # warm up: the first threads open what every later one reuses
+        t = threading.Thread(target=one_read)
+        t.start()
+        t.join()
+    before = fds()
+    for _ in range(40):
+        t = threading.Thread(target=one_read)
+        t.start()
+        t.join()
+    assert cache.open_connections() <= 2  # this thread's and the last worker's
+    assert fds() - before <= 3
+    cache.close()
+    assert cache.open_connections() == 0
+
+
+def test_paid_calls_left_pending_by_a_dead_worker_are_settled_as_lost(tmp_path: Path) -> None:
+    path = tmp_path / "c.sqlite"
+    proc = subprocess.run([sys.executable, "-c", (
+        "import os, sys; from deepeyes_cli.search.budget import Budget; "
+        "from deepeyes_cli.search.cache import SearchCache; from deepeyes_cli.search.config import BudgetConfig; "
+        f"Budget(SearchCache({str(path)!r}), BudgetConfig(), 'r').reserve('serpapi', 'k'); os._exit(0)")],
+        capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    cache = SearchCache(path)
+    budget = Budget(cache, BudgetConfig(max_calls_per_run=2), "r")
+    mine = budget.reserve("serpapi", "k2")  # in flight in this (live) process: left alone
+    assert budget.settle_abandoned() == 1 and budget.settle_abandoned() == 0
+    statuses = dict(cache.connection().execute("SELECT key, status FROM calls"))
+    assert statuses == {"k": "lost", "k2": "pending"}
+    budget.settle(mine, "interrupted", cost=0.0)  # Ctrl-C mid-call
+    assert budget.used()["paid_calls"] == 2  # both may have been billed: both count
+    with pytest.raises(BudgetSpent):
+        budget.reserve("serpapi", "k3")
+    assert cache.stats()["unsettled_calls"] == 2
+
+
+def test_a_cache_from_before_the_ledger_knew_its_workers_is_upgraded(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "old.sqlite"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE calls(id INTEGER PRIMARY KEY, ts REAL NOT NULL, run_id TEXT NOT NULL, "
+                     "backend TEXT, key TEXT, cost REAL NOT NULL DEFAULT 0, status TEXT NOT NULL)")
+        conn.execute("INSERT INTO calls(ts, run_id, status) VALUES(1, 'r', 'ok')")
+    cache = SearchCache(path)
+    columns = {row[1] for row in cache.connection().execute("PRAGMA table_info(calls)")}
+    assert {"pid", "host"} <= columns
+    Budget(cache, BudgetConfig(), "r").reserve("serpapi", "k")
+    assert cache.stats()["paid_calls"] == 2
