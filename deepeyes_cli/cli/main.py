@@ -79,8 +79,16 @@ def run(argv: Sequence[str] | None = None) -> None:
 
         print_error(e.message, e.hint)
         sys.exit(e.exit_code)
-    except KeyboardInterrupt:
-        from deepeyes_cli.cli.console import print_error
-
-        print_error("interrupted", "re-run the same command to resume where a stage supports it")
+    except KeyboardInterrupt:  # raised outside typer's own handling (e.g. during start-up)
+        _interrupted()
         sys.exit(130)
+    except SystemExit as e:
+        if e.code == 130:  # typer turns Ctrl-C into a silent exit 130
+            _interrupted()
+        raise
+
+
+def _interrupted() -> None:
+    from deepeyes_cli.cli.console import print_error
+
+    print_error("interrupted", "what finished is kept; re-run the same command to resume where the stage supports it")

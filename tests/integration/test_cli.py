@@ -89,3 +89,21 @@ def test_build_tiny_refuses_to_clobber(cli, tmp_path: Path) -> None:
     (tmp_path / "keep.txt").write_text("x")
     out = cli("model", "build-tiny", "--out", str(tmp_path))
     assert out.returncode == 1 and "not empty" in out.stderr and (tmp_path / "keep.txt").exists()
+
+
+def test_ctrl_c_is_one_clear_line_and_exit_130(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    # `sandbox run -` blocks reading the cell from stdin: a deterministic place to interrupt.
+    proc = subprocess.Popen([sys.executable, "-m", "deepeyes_cli", "sandbox", "run", "-", "-r", "tiny"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=tmp_path, env={**os.environ, "NO_COLOR": "1"})
+    time.sleep(1.5)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert "error: interrupted" in err and "Traceback" not in err
