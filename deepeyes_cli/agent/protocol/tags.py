@@ -34,9 +34,10 @@ IMAGE_TOKENS = VISION_START + IMAGE_PAD + VISION_END  # one image, collapsed (on
 VISION_SPECIALS = (VISION_START, IMAGE_PAD, VISION_END, "<|video_pad|>", "<|vision_pad|>")
 # The template's system message when a conversation has none.
 DEFAULT_SYSTEM = "You are a helpful assistant."
-# Tokens the model must never produce (the original's bad_words plus the vision specials,
-# whose ids would break image alignment in the next prompt).
-BAD_WORDS = (ENDOFTEXT, IM_START, *VISION_SPECIALS)
+# Text the model must never produce: the original rollout's bad_words (``<size>`` is plain
+# text, several tokens) plus the vision specials, whose ids would break image alignment in
+# the next prompt.
+BAD_WORDS = (ENDOFTEXT, "<size>", IM_START, *VISION_SPECIALS)
 
 CODE_TOOL = "code"
 
