@@ -119,6 +119,10 @@ class OpenAIPolicy:
                 stop=list(params.stop) or None, seed=params.seed, extra_body=extra or None)
         except openai.APITimeoutError:
             return Completion("", "error", error=f"{self.base_url} timed out after {self.timeout_s:g} s")
+        except openai.APIConnectionError as e:  # refused, DNS, TLS … after the retries
+            cause = e.__cause__ or e.__context__
+            why = f" ({type(cause).__name__}: {cause})" if cause else ""
+            return Completion("", "error", error=f"cannot connect to {self.base_url}{why}")
         except openai.APIStatusError as e:
             return Completion("", "error", error=f"{self.base_url} answered HTTP {e.status_code}: {e.message}")
         except (openai.APIError, RuntimeError) as e:

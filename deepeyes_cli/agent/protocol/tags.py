@@ -12,6 +12,8 @@ ChatML that is, byte for byte::
 
 from __future__ import annotations
 
+import re
+
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 CODE_OPEN, CODE_CLOSE = "<code>", "</code>"
 TOOL_CALL_OPEN, TOOL_CALL_CLOSE = "<tool_call>", "</tool_call>"
@@ -50,6 +52,18 @@ def format_code_result(stdout: str, stderr: str, n_images: int) -> str:
     """The code observation of the original, stripped; ``n_images`` trailing ``<image>``s."""
     images = ("Images:\n" + IMAGE_PLACEHOLDER * n_images) if n_images else ""
     return _CODE_RESULT.format(stdout=stdout, stderr=stderr, images=images).strip()
+
+
+_CODE_RESULT_PARTS = re.compile(
+    r"\ACode execution result:\nstdout:\n```\n(?P<stdout>.*?)\n```\n\nstderr:\n```\n(?P<stderr>.*)\n```"
+    r"(?:\n\nImages:\n(?P<images>(?:" + re.escape(IMAGE_PLACEHOLDER) + r")*))?\Z", re.S)
+
+
+def parse_code_result(text: str) -> tuple[str, str] | None:
+    """``(stdout, stderr)`` of a code result (for display; its images are separate parts),
+    or None when ``text`` is not one."""
+    m = _CODE_RESULT_PARTS.match(text)
+    return (m.group("stdout"), m.group("stderr")) if m else None
 
 
 def format_tool_response(text: str) -> str:

@@ -42,9 +42,24 @@ def test_answer_is_the_last_stdout_line_and_a_hung_backend_ends_cleanly(cli, tmp
     assert out.stdout.splitlines()[-1] == "STOP sign" and "end: answered" in out.stderr
     with FakeOpenAI(lambda req: Reply("late", delay_s=1.5)) as fake:
         out = cli("ask", str(PHOTO), "q?", "--url", fake.base_url, NO_TOOLS, "policy.request_timeout_s=0.3",
-                  "policy.max_retries=0", cwd=tmp_path, timeout=60)
-    assert out.returncode == 0 and out.stdout.splitlines()[-1] == ""
-    assert "timed out" in out.stderr and "no answer (end: error)" in out.stderr
+                  "policy.max_retries=0", "--save", str(tmp_path / "t.jsonl"), cwd=tmp_path, timeout=60)
+    assert out.returncode == 1 and out.stdout == "", out.stderr  # a backend failure is an error, not an answer
+    assert "error: the openai backend failed:" in out.stderr and "timed out" in out.stderr
+    assert "hint: raise agent.generation_timeout_s" in out.stderr and "Traceback" not in out.stderr
+    assert json.loads((tmp_path / "t.jsonl").read_text())["end_reason"] == "error"  # kept all the same
+
+
+def test_a_server_that_refuses_connections_is_a_clear_error(cli, tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as s:  # a port the kernel just gave out and nobody listens on
+        s.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{s.getsockname()[1]}/v1"
+    out = cli("ask", str(PHOTO), "q?", "--url", url, NO_TOOLS, "policy.max_retries=0", "--json", cwd=tmp_path,
+              timeout=60)
+    assert out.returncode == 1 and f"error: the openai backend failed: cannot connect to {url}" in out.stderr
+    assert f"hint: is the server at {url} running?" in out.stderr and "Traceback" not in out.stderr
+    assert json.loads(out.stdout)["end_reason"] == "error"  # --json still prints the record
 
 
 def test_a_model_that_never_answers_stops_at_max_turns(cli, tmp_path: Path) -> None:
