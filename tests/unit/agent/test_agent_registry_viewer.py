@@ -62,7 +62,10 @@ def test_page_shows_turns_images_and_escapes_model_text(tmp_path: Path) -> None:
     html = render_html([(trajs, tmp_path)])
     assert "<script>alert(1)</script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert "Is &lt;b&gt;this&lt;/b&gt; red?" in html
-    assert html.count("data:image/png;base64,") == 3 + 1  # one input image each, one search result image
+    assert html.count("<img data-sha=") == 3 + 1  # one input image each, one search result image
+    assert html.count("data:image/png;base64,") == 1 + 1  # the three share their input image: embedded once
+    assert html.count('<div class="role">search result</div>') == 2  # what a tool result is labelled
+    assert "raw text" in html and "&lt;tool_call&gt;" in html  # the assistant's text as written, tags and all
     assert 'data-outcome="answered"' in html and 'data-outcome="no_action"' in html
     assert 'data-tools=" search "' in html and 'data-error="1"' in html
     assert '<option value="no_action">' in html and '<option value="search">' in html
@@ -80,6 +83,13 @@ def test_write_html_reads_image_files_and_reports_bad_input(tmp_path: Path) -> N
         f.unlink()
     write_html([path], out)
     assert "[missing image 40x40]" in out.read_text()
+    copy = tmp_path / "copy.jsonl"  # ask --save keeps a second copy of each record
+    copy.write_text(path.read_text())
+    append_jsonl(copy, _trajectories()[:1])
+    assert write_html([path, copy], out) == 4
+    html = out.read_text()
+    assert html.count('<details class="traj"') == 4 and f"4 trajectories from {path}, {copy}" in html
+    assert html.count(f"· {copy}") == 1  # each record once, under the file it was first found in
     with pytest.raises(InputError, match="not found"):
         write_html([tmp_path / "nope.jsonl"], out)
     (tmp_path / "bad.jsonl").write_text("{}\n")
