@@ -4,7 +4,6 @@ every end reason, limits, sandbox session lifecycle, concurrency, determinism, r
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -177,16 +176,29 @@ def test_session_closed_when_the_run_is_cancelled() -> None:
     assert executor.sessions[0].closed
 
 
-def test_trajectories_run_concurrently() -> None:
-    def timed(n: int) -> float:
-        rt = _runtime(ScriptedPolicy([SEARCH, SEARCH, ANSWER]), [EchoSearch(sleep_s=0.2)])
-        t0 = time.perf_counter()
-        trajs = asyncio.run(run_trajectories([_task() for _ in range(n)], rt))
-        assert [t.end_reason for t in trajs] == ["answered"] * n
-        return time.perf_counter() - t0
+class _Rendezvous(EchoSearch):
+    """Each call waits until ``n`` calls wait together: only concurrent trajectories get through."""
 
-    one, many = timed(1), timed(32)
-    assert one >= 0.4 and many < 2.5 * one  # 32 trajectories overlap their tool waits
+    def __init__(self, n: int) -> None:
+        super().__init__()
+        self.n = n
+        self.barrier: asyncio.Barrier | None = None
+
+    async def __call__(self, args: dict[str, Any], ctx: Any) -> Any:
+        self.barrier = self.barrier or asyncio.Barrier(self.n)
+        await asyncio.wait_for(self.barrier.wait(), 30)  # times out (a tool error) unless all n are waiting
+        return await super().__call__(args, ctx)
+
+
+def test_trajectories_run_concurrently() -> None:
+    n = 32
+    rt = _runtime(ScriptedPolicy([SEARCH, SEARCH, ANSWER]), [_Rendezvous(n)], concurrency=n)
+    trajs = asyncio.run(run_trajectories([_task() for _ in range(n)], rt))
+    assert [t.end_reason for t in trajs] == ["answered"] * n
+    assert all(t.turns[0].tool_ok and t.turns[1].tool_ok for t in trajs)  # every tool wait overlapped all others
+    gated = _runtime(ScriptedPolicy([SEARCH, ANSWER]), [_Rendezvous(2)], concurrency=1, tool_timeout_s=0.5)
+    lone = asyncio.run(run_trajectories([_task(), _task()], gated))  # agent.concurrency=1: one at a time
+    assert [t.turns[0].tool_ok for t in lone] == [False, False]
 
 
 def test_deterministic_records_and_events() -> None:
