@@ -76,6 +76,17 @@ def test_huge_jpeg_is_decoded_at_reduced_scale(tmp_path: Path) -> None:
     assert img.width * img.height <= 200_704 and img.getpixel((5, 5))[2] > 150
 
 
+@pytest.mark.parametrize("mode", ["RGB", "RGBA", "P", "L", "I;16"])
+def test_huge_png_of_any_mode_is_shrunk_before_its_rgb_copy(tmp_path: Path, mode: str) -> None:
+    base = Image.new("RGB", (3000, 2000), (200, 30, 30)).convert(mode)
+    base.save(tmp_path / "big.png")
+    img = load_image(tmp_path / "big.png", 200_704)
+    assert img.mode == "RGB" and img.width * img.height <= 200_704 and abs(img.width / img.height - 1.5) < 0.02
+    want = base.convert("RGB").resize(img.size, Image.Resampling.BOX).getpixel((img.width // 2, img.height // 2))
+    got = img.getpixel((img.width // 2, img.height // 2))
+    assert all(abs(a - b) <= 8 for a, b in zip(got, want, strict=True)), (got, want)  # same colours, dithering aside
+
+
 def test_fix_indentation_replicates_the_side_effect() -> None:
     code = "for i in range(3):\n    x = i\nprint('done')\n"
     fixed = fix_indentation(code)
