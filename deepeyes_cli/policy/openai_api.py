@@ -6,7 +6,9 @@ exponential backoff (honouring ``retry-after``); what still fails becomes an ``e
 completion, which ends that trajectory cleanly. With vLLM's extensions on, the ``<think>``
 prefill is sent as a final assistant message with ``continue_final_message`` and the stop
 string is kept in the output; hosted APIs cannot prefill, so the turn starts from scratch
-(``prefix_applied=False``) and a dropped stop string is restored from the open tag.
+(``prefix_applied=False``) and a dropped stop string is restored from the open tag. The
+extensions also carry the original rollout's decoding options (bad words, no spaces
+between special tokens).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
+from deepeyes_cli.agent.protocol import tags
 from deepeyes_cli.agent.protocol.render import is_image, sanitize
 from deepeyes_cli.policy.base import Completion, Conversation, FinishReason, SamplingParams
 from deepeyes_cli.policy.stops import restore_dropped_stop
@@ -108,7 +111,8 @@ class OpenAIPolicy:
         prefill = bool(conversation.assistant_prefix) and self.vllm_extensions
         extra: dict[str, Any] = {}
         if self.vllm_extensions:
-            extra = {"include_stop_str_in_output": params.include_stop_str_in_output, "skip_special_tokens": False}
+            extra = {"include_stop_str_in_output": params.include_stop_str_in_output, "skip_special_tokens": False,
+                     "spaces_between_special_tokens": False, "bad_words": list(tags.BAD_WORDS)}
             if prefill:
                 extra.update(continue_final_message=True, add_generation_prompt=False)
         try:
