@@ -118,10 +118,13 @@ def test_an_abandoned_batch_stops_between_decoding_steps(policy: TransformersPol
 
 def test_concurrent_calls_are_batched_and_match_single_generation(policy: TransformersPolicy) -> None:
     convs = [Conversation([ChatMessage("user", [img, f"\nQuestion {i}?" * (i + 1)])]) for i, img in enumerate(_images())]
+    # and multi-image multi-turn prompts of other lengths: left padding under M-RoPE
+    convs += [_multi_turn([11, 12, 13]), _multi_turn(list(range(20, 60)))]
+    batcher = TransformersPolicy(policy.model, policy.processor, max_batch_size=len(convs), batch_wait_s=0.05)
     params = SamplingParams(max_tokens=12, stop=["</code>"])
 
     async def together() -> list:
-        return [r[0] for r in await asyncio.gather(*(policy.generate([c], params) for c in convs))]
+        return [r[0] for r in await asyncio.gather(*(batcher.generate([c], params) for c in convs))]
 
     async def one_by_one() -> list:
         return [(await policy.generate([c], params))[0] for c in convs]
