@@ -97,6 +97,9 @@ def test_fix_indentation_replicates_the_side_effect() -> None:
     assert out.getvalue() == "done\ndone\ndone\n"
     ok = fix_indentation("try:\n  a = 1\nexcept Exception:\n  a = 2\nelse:\n  a = 3\n")
     assert ok.splitlines() == ["try:", "    a = 1", "except Exception:", "    a = 2", "else:", "    a = 3"]
+    # the original's plain prefix test: a name that merely starts with a keyword dedents as well
+    quirk = fix_indentation("if True:\n    x = 1\n\n    elsewhere = 2\n    y = 3\n")
+    assert quirk.splitlines() == ["if True:", "    x = 1", "elsewhere = 2", "y = 3"]
 
 
 def test_code_tool_frames_cells_in_the_original_template() -> None:
