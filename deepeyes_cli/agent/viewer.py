@@ -139,5 +139,8 @@ def write_html(jsonl_paths: Sequence[str | Path], out: str | Path) -> int:
             raise InputError(str(e), hint="is this a trajectory JSONL file?") from e
     n = len({t.id for trajs, _ in sources for t in trajs})
     html = render_html(sources, title=page_title(jsonl_paths, n), names=[str(p) for p in jsonl_paths])
-    Path(out).write_text(html, encoding="utf-8")
+    try:
+        Path(out).write_text(html, encoding="utf-8")
+    except OSError as e:
+        raise InputError(f"cannot write {out}: {e.strerror}", hint="give -o a file path in a writable directory") from e
     return n

@@ -93,5 +93,11 @@ def test_write_html_reads_image_files_and_reports_bad_input(tmp_path: Path) -> N
     with pytest.raises(InputError, match="not found"):
         write_html([tmp_path / "nope.jsonl"], out)
     (tmp_path / "bad.jsonl").write_text("{}\n")
-    with pytest.raises(InputError, match="not a trajectory record"):
-        write_html([tmp_path / "bad.jsonl"], out)
+    with pytest.raises(InputError, match="not a trajectory record: id: Field required; sample: Field required$"):
+        write_html([tmp_path / "bad.jsonl"], out)  # one line, not pydantic's page
+    (tmp_path / "photo.jsonl").write_bytes(b"\xff\xd8\xff\xe0 not text")
+    with pytest.raises(InputError, match="photo.jsonl: not UTF-8 text"):
+        write_html([tmp_path / "photo.jsonl"], out)
+    with pytest.raises(InputError, match="cannot write") as e:
+        write_html([path], tmp_path)  # a directory
+    assert e.value.hint
