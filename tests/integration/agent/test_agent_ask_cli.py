@@ -9,7 +9,7 @@ from pathlib import Path
 from deepeyes_cli.testing.fake_openai import FakeOpenAI, Reply
 
 PHOTO = Path(__file__).resolve().parents[2] / "data" / "street_sign.jpg"
-NO_TOOLS = "agent.tools=[]"  # runs before the sandbox/search packages are merged
+NO_TOOLS = "agent.tools=[]"  # no sandbox to start: the real tools are covered in test_agent_with_tools.py
 
 
 def test_ask_tiny_end_to_end_with_save_and_json(cli, tmp_path: Path) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
@@ -35,12 +35,15 @@ def test_unknown_tool_names_suggest_the_right_one() -> None:
     assert _open([]) == {}
 
 
-@pytest.mark.skipif(importlib.util.find_spec("deepeyes_cli.sandbox.factory") is not None,
-                    reason="the sandbox package is installed")
-def test_missing_sandbox_package_is_a_clear_error() -> None:
+def test_missing_sandbox_or_search_package_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "deepeyes_cli.sandbox.factory", None)  # as if it were not installed
     with pytest.raises(ToolError, match="code sandbox is not available") as e:
         _open(["code", "search"])
     assert e.value.hint == "run without it: agent.tools=[search]"
+    monkeypatch.setitem(sys.modules, "deepeyes_cli.tools.search", None)
+    with pytest.raises(ToolError, match="web search is not available") as e:
+        _open(["search", "image_search"])
+    assert e.value.hint == "run without it: agent.tools=[]"
 
 
 def _trajectories() -> list[Trajectory]:
