@@ -101,10 +101,14 @@ def test_view_writes_a_page(cli, tmp_path: Path) -> None:
     script = tmp_path / "turns.json"
     script.write_text(json.dumps(["<think>x</think><answer>42</answer>"]))
     save = tmp_path / "t.jsonl"
-    assert cli("ask", str(PHOTO), "q?", "--backend", "scripted", f"policy.script={script}", NO_TOOLS,
-               "--save", str(save), cwd=tmp_path).returncode == 0
+    for question in ("q?", "r?"):  # --save appends
+        assert cli("ask", str(PHOTO), question, "--backend", "scripted", f"policy.script={script}", NO_TOOLS,
+                   "--save", str(save), cwd=tmp_path).returncode == 0
+    records = [json.loads(line) for line in save.read_text().splitlines()]
+    assert [r["sample"]["question"] for r in records] == ["q?", "r?"]
+    assert len(list((tmp_path / "t.images").iterdir())) == 1  # the same photo, stored once
     out = cli("view", str(save), "-o", str(tmp_path / "page.html"), cwd=tmp_path)
-    assert out.returncode == 0 and "1 trajectories" in out.stderr
+    assert out.returncode == 0 and "2 trajectories" in out.stderr
     assert "data:image/png;base64," in (tmp_path / "page.html").read_text()
     out = cli("view", str(tmp_path / "missing.jsonl"), cwd=tmp_path)
     assert out.returncode == 1 and "trajectory file not found" in out.stderr
