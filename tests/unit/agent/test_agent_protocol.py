@@ -80,6 +80,16 @@ def test_user_prompt_matches_the_rl_data_layout() -> None:
         "\nWhat?\n\nINSTR<|im_end|>\n<|im_start|>assistant\n")
 
 
+def test_a_question_with_its_own_placeholders_keeps_its_layout() -> None:
+    a, b = _img(color="red"), _img(color="blue")
+    plain = obs.initial_messages("SYS", "What?", [a], "INSTR")
+    from_data = obs.initial_messages("SYS", "<image>\nWhat?", [a], "INSTR")  # the RL parquet's user turn
+    assert render_prompt(from_data) == render_prompt(plain) and from_data[1].content == [a, "\nWhat?\n\nINSTR"]
+    inline = obs.initial_messages(None, "Compare <image> with <image>.", [a, b], "")
+    assert inline[0].content == ["Compare ", a, " with ", b, "."]
+    assert obs.initial_messages(None, "Stray <image> here", [], "")[0].content == ["Stray  here"]
+
+
 def test_placeholders_become_images_and_counts_always_agree() -> None:
     a, b, c = _img(color="red"), _img(color="blue"), _img(color="green")
     o = obs.split_placeholders("1. <image>\n[t1]\n\n2. <image>\n[t2]", [a, b], limit=10)
