@@ -34,6 +34,9 @@ ENDOFTEXT = "<|endoftext|>"
 VISION_START, IMAGE_PAD, VISION_END = "<|vision_start|>", "<|image_pad|>", "<|vision_end|>"
 IMAGE_TOKENS = VISION_START + IMAGE_PAD + VISION_END  # one image, collapsed (one pad)
 VISION_SPECIALS = (VISION_START, IMAGE_PAD, VISION_END, "<|video_pad|>", "<|vision_pad|>")
+# Special tokens no message text may carry: the vision ones (only real images make image
+# tokens) and ChatML's own (a web page or a print() must not open or close a turn).
+TEXT_FORBIDDEN = (*VISION_SPECIALS, IM_START, IM_END, ENDOFTEXT)
 # The template's system message when a conversation has none.
 DEFAULT_SYSTEM = "You are a helpful assistant."
 # Text the model must never produce: the original rollout's bad_words (``<size>`` is plain
