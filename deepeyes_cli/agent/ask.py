@@ -98,8 +98,11 @@ def run_failure(traj: Trajectory, recipe: Any, saved: Path) -> DeepeyesError | N
     if traj.end_reason == "error":
         if "timed out" in error:
             hint = "raise agent.generation_timeout_s (and policy.request_timeout_s for a server)"
-        elif recipe.policy.backend == "openai":
+        elif "cannot connect" in error:
             hint = f"is the server at {recipe.policy.url} running? (--url)"
+        elif "HTTP 400" in error or "HTTP 422" in error:
+            hint = ("the server rejected the request; a vLLM server needs room for the images of a whole "
+                    f"trajectory: --limit-mm-per-prompt '{{\"image\": {recipe.agent.max_images}}}'")
         else:
             hint = "see the log in the run directory"
         return BackendError(f"the {recipe.policy.backend} backend failed: {error}", hint=f"{hint}; {kept}")

@@ -35,7 +35,7 @@ def test_ask_tiny_end_to_end_with_save_and_json(cli, tmp_path: Path) -> None:
     assert ref["width"] * ref["height"] <= 50176 and Path(ref["path"]).is_file()  # huge input: downscaled
 
 
-def test_answer_is_the_last_stdout_line_and_a_hung_backend_ends_cleanly(cli, tmp_path: Path) -> None:
+def test_answer_is_the_last_stdout_line_and_a_hung_backend_is_an_error(cli, tmp_path: Path) -> None:
     with FakeOpenAI(lambda req: "<think>It is a stop sign.</think>\n<answer>STOP\nsign</answer>") as fake:
         out = cli("ask", str(PHOTO), "What does the sign say?", "--url", fake.base_url, NO_TOOLS, cwd=tmp_path)
     assert out.returncode == 0, out.stderr

@@ -245,3 +245,27 @@ def test_load_question_checks_the_question_and_the_image_count(tmp_path: Path) -
         load_question([photo], " \n ", 10**7)
     with pytest.raises(InputError, match="3 images given; a trajectory holds at most 2"):
         load_question([photo] * 3, "q?", 10**7, max_images=2)
+
+
+def test_failed_runs_become_errors_with_a_hint_that_fits(tmp_path: Path) -> None:
+    from deepeyes_cli.agent.ask import run_failure
+    from deepeyes_cli.errors import BackendError, ToolError
+    from deepeyes_cli.recipe.loader import load_recipe
+
+    recipe = load_recipe("tiny", ["policy.backend=openai", "policy.url=http://127.0.0.1:9/v1"]).recipe
+    saved = tmp_path / "t.jsonl"
+
+    def failure(reason: str, error: str | None) -> Any:
+        traj = Trajectory(id="t", sample=Sample(id="s", question="q"), end_reason=reason,  # type: ignore[arg-type]
+                          metadata={"error": error} if error else {})
+        return run_failure(traj, recipe, saved)
+
+    assert failure("answered", None) is None and failure("max_turns", None) is None  # the model's doing
+    refused = failure("error", "cannot connect to http://127.0.0.1:9/v1 (ConnectError: …)")
+    assert isinstance(refused, BackendError) and "server at http://127.0.0.1:9/v1 running" in (refused.hint or "")
+    assert str(saved) in (refused.hint or "")
+    rejected = failure("error", "http://127.0.0.1:9/v1 answered HTTP 400: At most 1 image(s) may be provided")
+    assert "--limit-mm-per-prompt '{\"image\": 50}'" in (rejected.hint or "")
+    assert "generation_timeout_s" in (failure("error", "model call timed out after 900 s").hint or "")
+    sandbox = failure("tool_fatal", "code sandbox unavailable: bwrap: No permissions")
+    assert isinstance(sandbox, ToolError) and "agent.tools=[search,image_search]" in (sandbox.hint or "")
