@@ -13,7 +13,7 @@ from deepeyes_cli.agent.loop import AgentRuntime, run_trajectory
 from deepeyes_cli.agent.protocol.prompts import system_prompt, user_instruction
 from deepeyes_cli.agent.records import LoopEvent, Observer, Task, sample_id
 from deepeyes_cli.agent.trajectory import Sample, Trajectory, externalize_images
-from deepeyes_cli.errors import InputError
+from deepeyes_cli.errors import BackendError, DeepeyesError, InputError, ToolError
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -91,3 +91,26 @@ def record_for_stdout(traj: Trajectory, jsonl: Path) -> dict[str, Any]:
         if ref.path and not Path(ref.path).is_absolute():
             ref.path = str((jsonl.parent / ref.path).resolve())
     return out.model_dump(mode="json")
+
+
+def run_failure(traj: Trajectory, recipe: Any, saved: Path) -> DeepeyesError | None:
+    """The error to report when a trajectory ended because the backend or a tool failed
+    (not the model's doing: a refused connection, a time-out, a broken sandbox)."""
+    error = traj.metadata.get("error") or "unknown error"
+    kept = f"the trajectory is saved in {saved}"
+    if traj.end_reason == "error":
+        if "timed out" in error:
+            hint = "raise agent.generation_timeout_s (and policy.request_timeout_s for a server)"
+        elif "cannot connect" in error:
+            hint = f"is the server at {recipe.policy.url} running? (--url)"
+        elif "HTTP 400" in error or "HTTP 422" in error:
+            hint = ("the server rejected the request; a vLLM server needs room for the images of a whole "
+                    f"trajectory: --limit-mm-per-prompt '{{\"image\": {recipe.agent.max_images}}}'")
+        else:
+            hint = "see the log in the run directory"
+        return BackendError(f"the {recipe.policy.backend} backend failed: {error}", hint=f"{hint}; {kept}")
+    if traj.end_reason == "tool_fatal":
+        return ToolError(f"a tool failed: {error}",
+                         hint=f"check the sandbox (deepeyes sandbox check) or run without code: "
+                              f"agent.tools=[search,image_search]; {kept}")
+    return None

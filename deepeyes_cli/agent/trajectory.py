@@ -214,8 +214,11 @@ def append_jsonl(path: str | Path, trajectories: Iterable[Trajectory], inline_im
 def read_jsonl(path: str | Path) -> Iterator[Trajectory]:
     """Read records; a torn last line (killed writer) is skipped, any other bad line is an error."""
     path = Path(path)
-    with open(path, encoding="utf-8") as f:
-        lines = f.readlines()
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.readlines()
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from e
     for i, line in enumerate(lines):
         if not line.strip():
             continue
@@ -224,4 +227,14 @@ def read_jsonl(path: str | Path) -> Iterator[Trajectory]:
         except (ValueError, TypeError) as e:
             if i == len(lines) - 1 and not line.endswith("\n"):
                 return  # partial final line from an interrupted writer
-            raise ValueError(f"{path}:{i + 1}: not a trajectory record: {e}") from e
+            raise ValueError(f"{path}:{i + 1}: not a trajectory record: {_one_line(e)}") from e
+
+
+def _one_line(e: Exception) -> str:
+    """A validation error as one line (pydantic's own message spans several)."""
+    from pydantic import ValidationError
+
+    if isinstance(e, ValidationError):
+        problems = [f"{'.'.join(map(str, err['loc'])) or 'record'}: {err['msg']}" for err in e.errors()]
+        return "; ".join(problems[:3]) + (f" (and {len(problems) - 3} more)" if len(problems) > 3 else "")
+    return str(e).splitlines()[0] if str(e) else type(e).__name__

@@ -43,39 +43,77 @@ class TurnPrinter:
         self.images_dir = images_dir
 
     def __call__(self, event: LoopEvent) -> None:
-        from rich.panel import Panel
-        from rich.syntax import Syntax
         from rich.text import Text
-
-        from deepeyes_cli.agent.ask import save_event_images
-        from deepeyes_cli.agent.protocol.parser import extract_code, split_segments
 
         c = self.console
         if event.kind == "assistant" and event.turn is not None and event.message is not None:
             c.rule(f"turn {event.turn.index + 1}", style="dim")
-            for mode, piece in split_segments(event.message.text):
-                if mode == "code":
-                    code = extract_code(piece) or piece
-                    c.print(Syntax(code, "python", background_color="default", word_wrap=True))
-                elif mode == "tool_call":
-                    c.print(Text.assemble(("tool call ", "bold magenta"), piece.strip()), soft_wrap=True)
-                elif mode == "answer":
-                    c.print(Text.assemble(("answer ", "bold green"), piece.strip()), soft_wrap=True)
-                else:
-                    c.print(Text(piece.strip(), style="dim italic"), soft_wrap=True)
+            self._assistant(event.message.text)
         elif event.kind == "observation" and event.message is not None:
-            text = event.message.text
-            shown = text if len(text) <= _MAX_SHOWN else text[:_MAX_SHOWN] + f"\n… ({len(text) - _MAX_SHOWN} more)"
-            tool = event.turn.tool if event.turn is not None and event.turn.tool else "feedback"
-            c.print(Panel(Text(shown), title=tool, title_align="left", border_style="cyan"))
-            for path in save_event_images(event, self.images_dir):
-                c.print(Text.assemble(("image ", "bold cyan"), str(path)), soft_wrap=True)
+            self._observation(event)
         elif event.kind == "end":
             t = event.trajectory
-            summary = f"end: {t.end_reason} after {len(t.turns)} turn(s) in {t.wall_s or 0:.2f} s"
+            reason = t.end_reason or "interrupted"
+            summary = f"end: {reason} after {len(t.turns)} turn(s) in {t.wall_s or 0:.2f} s"
             if t.metadata.get("error"):
                 summary += f" ({t.metadata['error']})"
             c.print(Text(summary, style="bold"), soft_wrap=True)
+
+    def _assistant(self, text: str) -> None:
+        from rich.panel import Panel
+        from rich.syntax import Syntax
+        from rich.text import Text
+
+        from deepeyes_cli.agent.protocol.parser import extract_code, split_segments
+
+        for mode, piece in split_segments(text):
+            if mode == "code":
+                code = extract_code(piece) or piece
+                self.console.print(Panel(Syntax(code, "python", background_color="default", word_wrap=True),
+                                         title="code", title_align="left", border_style="blue"))
+            elif mode in ("tool_call", "answer", "think"):
+                label, style = {"tool_call": ("tool call", "bold magenta"), "answer": ("answer", "bold green"),
+                                "think": ("think", "bold")}[mode]
+                body = (piece.strip(), "italic") if mode == "think" else (piece.strip(), "")
+                self.console.print(Text.assemble((label + " ", style), body), soft_wrap=True)
+            else:
+                self.console.print(Text(piece.strip(), style="dim"), soft_wrap=True)
+
+    def _observation(self, event: LoopEvent) -> None:
+        from rich.console import Group
+        from rich.panel import Panel
+        from rich.text import Text
+
+        from deepeyes_cli.agent.ask import save_event_images
+        from deepeyes_cli.agent.protocol.tags import (
+            TOOL_RESPONSE_CLOSE,
+            TOOL_RESPONSE_OPEN,
+            parse_code_result,
+        )
+
+        assert event.message is not None
+        tool = event.turn.tool if event.turn is not None and event.turn.tool else None
+        text = event.message.text
+        parts = parse_code_result(text) if tool == "code" else None
+        if parts is not None:  # the template's fences and headings are noise on a terminal
+            stdout, stderr = (_clip(p.strip("\n")) for p in parts)
+            body = Group(*([Text(stdout)] if stdout else []),
+                         *([Text.assemble(("stderr ", "bold red"), stderr)] if stderr else []),
+                         *([] if stdout or stderr else [Text("(no output)", style="dim")]))
+        else:
+            inner = text.removeprefix(TOOL_RESPONSE_OPEN + "\n").removesuffix("\n" + TOOL_RESPONSE_CLOSE)
+            body = Group(Text(_clip(inner)))
+        title = f"{tool} result" if tool else "feedback (the turn could not be carried out)"
+        self.console.print(Panel(body, title=title, title_align="left",
+                                 border_style="cyan" if tool else "yellow"))
+        for path in save_event_images(event, self.images_dir):
+            self.console.print(Text.assemble(("image ", "bold cyan"), str(path)), soft_wrap=True)
+
+
+def _clip(text: str) -> str:
+    if len(text) <= _MAX_SHOWN:
+        return text
+    return text[:_MAX_SHOWN] + f"\n… ({len(text) - _MAX_SHOWN} more characters)"
 
 
 def _plan(images: list[str], question: str) -> Any:
@@ -109,13 +147,14 @@ def ask(
 ) -> None:
     """Ask a question about images: the model thinks, runs code, searches and answers.
 
-    Each turn streams to stderr; the answer is the last line on stdout."""
+    Each turn streams to stderr; the answer is the last line on stdout. A backend or
+    sandbox failure is an error (exit 1); the trajectory is saved all the same."""
     import contextlib
     import json
     import sys
 
     from deepeyes_cli.agent.ask import ask as run_ask
-    from deepeyes_cli.agent.ask import load_question, record_for_stdout
+    from deepeyes_cli.agent.ask import load_question, record_for_stdout, run_failure
     from deepeyes_cli.agent.trajectory import append_jsonl
     from deepeyes_cli.cli.console import err_console
     from deepeyes_cli.cli.options import start_stage
@@ -149,9 +188,12 @@ def ask(
     append_jsonl(out, [traj])
     if save is not None:
         append_jsonl(save, [traj])
+    failure = run_failure(traj, r, save or out)
     if json_out:
         typer.echo(json.dumps(record_for_stdout(traj, out), ensure_ascii=False))
-        return
-    if traj.final_answer is None:
-        err_console.print(f"no answer (end: {traj.end_reason})", style="yellow", highlight=False)
-    typer.echo(" ".join((traj.final_answer or "").split()))
+    elif failure is None:
+        if traj.final_answer is None:
+            err_console.print(f"no answer (end: {traj.end_reason})", style="yellow", highlight=False)
+        typer.echo(" ".join((traj.final_answer or "").split()))
+    if failure is not None:
+        raise failure

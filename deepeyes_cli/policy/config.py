@@ -41,7 +41,8 @@ class PolicyConfig(Section):
     max_retries: int = Field(5, ge=0, description="Retries with backoff on 429, 5xx and connection errors.")
     vllm_extensions: bool | None = Field(
         None, description="Send vLLM's extra request fields (continue_final_message to prefill <think>, "
-                          "include_stop_str_in_output, skip_special_tokens). Default: on, except for "
+                          "include_stop_str_in_output, skip_special_tokens, spaces_between_special_tokens, "
+                          "bad_words). Default: on, except for "
                           "api.openai.com and other hosted APIs that reject them.")
     image_format: Literal["png", "jpeg"] = Field("png", description="How images travel as data URLs.")
     # vllm

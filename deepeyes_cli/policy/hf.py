@@ -4,7 +4,10 @@ Concurrent ``generate`` calls (one per trajectory, from the agent loop) are gath
 batches of up to ``policy.max_batch_size`` conversations with the same sampling
 parameters; each batch is left-padded and generated in one worker thread, so the event
 loop keeps running tools meanwhile. One thread, because the model keeps per-call state
-(``rope_deltas``) between the prefill and the decoding steps.
+(``rope_deltas``) between the prefill and the decoding steps. A batch stops early, between
+two decoding steps, when every request in it was abandoned (a generation time-out, a
+cancelled trajectory) or the policy is closed: a thread stuck in ``generate`` would hold
+the worker for the next batch and keep the process alive after Ctrl-C.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -62,6 +65,18 @@ def build_model_inputs(model: Any, processor: Any, prompts: Sequence[tuple[list[
     return inputs
 
 
+def _stop_when(should_stop: Callable[[], bool]) -> Any:
+    """A transformers stopping criterion that ends every row once ``should_stop()`` is true."""
+    import torch
+    from transformers import StoppingCriteria
+
+    class Abandoned(StoppingCriteria):
+        def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+            return torch.full((input_ids.shape[0],), should_stop(), dtype=torch.bool, device=input_ids.device)
+
+    return Abandoned()
+
+
 class TransformersPolicy:
     name = "transformers"
 
@@ -80,6 +95,7 @@ class TransformersPolicy:
         self._queue: asyncio.Queue[_Request] | None = None
         self._worker: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._closing = threading.Event()
 
     def count_text_tokens(self, text: str) -> int:
         with self._tokenizer_lock:
@@ -116,9 +132,12 @@ class TransformersPolicy:
                 live = [r for r in group if not r.future.done()]
                 if not live:
                     continue
+                def abandoned(live: list[_Request] = live) -> bool:
+                    return self._closing.is_set() or all(r.future.done() for r in live)
+
                 try:
                     results = await asyncio.get_running_loop().run_in_executor(
-                        self._pool, self._generate_batch, [r.conversation for r in live], live[0].params)
+                        self._pool, self._generate_batch, [r.conversation for r in live], live[0].params, abandoned)
                 except Exception as e:  # a failed batch fails its requests, not the server
                     log.exception("generation failed")
                     results = [Completion("", "error", error=f"{type(e).__name__}: {e}") for _ in live]
@@ -126,7 +145,8 @@ class TransformersPolicy:
                     if not req.future.done():
                         req.future.set_result(res)
 
-    def _generate_batch(self, conversations: Sequence[Conversation], params: SamplingParams) -> list[Completion]:
+    def _generate_batch(self, conversations: Sequence[Conversation], params: SamplingParams,
+                        should_stop: Callable[[], bool] | None = None) -> list[Completion]:
         import torch
 
         with self._tokenizer_lock:
@@ -134,7 +154,7 @@ class TransformersPolicy:
         inputs = build_model_inputs(self.model, self.processor, prompts, self.ids.endoftext)
         kwargs: dict[str, Any] = dict(
             max_new_tokens=params.max_tokens, eos_token_id=[self.ids.im_end], pad_token_id=self.ids.endoftext,
-            bad_words_ids=[[i] for i in self.ids.bad_words], return_dict_in_generate=True, output_scores=True)
+            bad_words_ids=self.ids.bad_words, return_dict_in_generate=True, output_scores=True)
         if params.temperature > 0:
             kwargs.update(do_sample=True, temperature=params.temperature, top_p=params.top_p)
             if params.seed is not None:
@@ -143,6 +163,8 @@ class TransformersPolicy:
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
         if params.stop:
             kwargs.update(stop_strings=list(params.stop), tokenizer=self.tokenizer)
+        if should_stop is not None:
+            kwargs["stopping_criteria"] = [_stop_when(should_stop)]
         with torch.inference_mode():
             out = self.model.generate(**inputs, **kwargs)
             scores = self.model.compute_transition_scores(out.sequences, out.scores, normalize_logits=True)
@@ -167,6 +189,7 @@ class TransformersPolicy:
         return Completion(text, "length", None, ids, logprobs, prompt_tokens)
 
     async def aclose(self) -> None:
+        self._closing.set()  # a batch in the worker thread stops at its next decoding step
         if self._worker is not None and not self._worker.done():
             self._worker.cancel()
             try:

@@ -6,7 +6,9 @@ exponential backoff (honouring ``retry-after``); what still fails becomes an ``e
 completion, which ends that trajectory cleanly. With vLLM's extensions on, the ``<think>``
 prefill is sent as a final assistant message with ``continue_final_message`` and the stop
 string is kept in the output; hosted APIs cannot prefill, so the turn starts from scratch
-(``prefix_applied=False``) and a dropped stop string is restored from the open tag.
+(``prefix_applied=False``) and a dropped stop string is restored from the open tag. The
+extensions also carry the original rollout's decoding options (bad words, no spaces
+between special tokens).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
+from deepeyes_cli.agent.protocol import tags
 from deepeyes_cli.agent.protocol.render import is_image, sanitize
 from deepeyes_cli.policy.base import Completion, Conversation, FinishReason, SamplingParams
 from deepeyes_cli.policy.stops import restore_dropped_stop
@@ -108,7 +111,8 @@ class OpenAIPolicy:
         prefill = bool(conversation.assistant_prefix) and self.vllm_extensions
         extra: dict[str, Any] = {}
         if self.vllm_extensions:
-            extra = {"include_stop_str_in_output": params.include_stop_str_in_output, "skip_special_tokens": False}
+            extra = {"include_stop_str_in_output": params.include_stop_str_in_output, "skip_special_tokens": False,
+                     "spaces_between_special_tokens": False, "bad_words": list(tags.BAD_WORDS)}
             if prefill:
                 extra.update(continue_final_message=True, add_generation_prompt=False)
         try:
@@ -119,6 +123,10 @@ class OpenAIPolicy:
                 stop=list(params.stop) or None, seed=params.seed, extra_body=extra or None)
         except openai.APITimeoutError:
             return Completion("", "error", error=f"{self.base_url} timed out after {self.timeout_s:g} s")
+        except openai.APIConnectionError as e:  # refused, DNS, TLS … after the retries
+            cause = e.__cause__ or e.__context__
+            why = f" ({type(cause).__name__}: {cause})" if cause else ""
+            return Completion("", "error", error=f"cannot connect to {self.base_url}{why}")
         except openai.APIStatusError as e:
             return Completion("", "error", error=f"{self.base_url} answered HTTP {e.status_code}: {e.message}")
         except (openai.APIError, RuntimeError) as e:

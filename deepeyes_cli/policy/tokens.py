@@ -39,7 +39,8 @@ class TokenIds:
         self.im_end = tid(tags.IM_END)
         self.image_pad = tid(tags.IMAGE_PAD)
         self.endoftext = tid(tags.ENDOFTEXT)
-        self.bad_words = [tid(t) for t in tags.BAD_WORDS]
+        # token sequences of the bad words, as vLLM builds them (``<size>`` is several tokens)
+        self.bad_words = [tokenizer(w, add_special_tokens=False)["input_ids"] for w in tags.BAD_WORDS]
 
 
 def encode_prompt(conversation: Conversation, tokenizer: Any, ids: TokenIds) -> tuple[list[int], list[Image]]:

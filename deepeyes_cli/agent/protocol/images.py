@@ -23,6 +23,7 @@ MIN_SIDE = 32
 # Files whose header claims more pixels than this are refused before decoding (a 1 GP RGB
 # image needs 3 GB); JPEGs are decoded at a reduced scale instead when that fits.
 MAX_DECODE_PIXELS = 400_000_000
+_REDUCIBLE = ("RGB", "RGBA", "RGBX", "L", "LA", "I", "F", "CMYK")  # modes Image.reduce supports
 
 
 def _fit(w: int, h: int, max_pixels: int) -> tuple[int, int]:
@@ -74,7 +75,10 @@ def load_image(path: str | Path, max_pixels: int) -> Image:
                 raise InputError(f"{p} is too large to decode safely ({w}x{h} pixels)",
                                  hint="downscale it first, e.g. to under 100 megapixels")
             im.load()
-            img = im.convert("RGB")
+            # shrink by an integer factor before the RGB copy: a huge PNG is then held once, not twice
+            factor = math.isqrt(im.size[0] * im.size[1] // max_pixels) if im.size[0] * im.size[1] > max_pixels else 1
+            src = im.reduce(factor) if factor >= 2 and im.mode in _REDUCIBLE else im
+            img = src.convert("RGB")
     except InputError:
         raise
     except UnidentifiedImageError as e:

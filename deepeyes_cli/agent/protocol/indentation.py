@@ -15,27 +15,22 @@ _DEDENT_KEYWORDS = ("except", "elif", "else", "finally")
 _INDENT = "    "
 
 
-def _starts_with_keyword(line: str) -> bool:
-    for kw in _DEDENT_KEYWORDS:
-        if line.startswith(kw) and (len(line) == len(kw) or not (line[len(kw)].isalnum() or line[len(kw)] == "_")):
-            return True
-    return False
-
-
 def fix_indentation(code: str) -> str:
-    """Re-indent ``code`` exactly as the original does (side effect included)."""
+    """Re-indent ``code`` exactly as the original does, quirks included: blank lines are
+    dropped, and any line merely *starting* with a dedent keyword (``elsewhere = 1``,
+    ``exception = None``) is dedented too."""
+    import textwrap
+
     level = 0
     out: list[str] = []
-    for raw in code.splitlines():
-        line = raw.strip()
+    for line in (raw.strip() for raw in code.split("\n")):
         if not line:
-            out.append("")
             continue
-        if _starts_with_keyword(line):
+        if line.startswith(_DEDENT_KEYWORDS):
             level = max(0, level - 1)
         out.append(_INDENT * level + line)
         if line.endswith(":"):
             level += 1
     import autopep8
 
-    return str(autopep8.fix_code("\n".join(out), options={"aggressive": 2}))
+    return str(autopep8.fix_code(textwrap.dedent("\n".join(out)).strip(), options={"aggressive": 2}))

@@ -33,12 +33,18 @@ class Observation:
 
 def initial_messages(system: str | None, question: str, images: Sequence[Image], instruction: str) -> list[ChatMessage]:
     """System turn (unless ``system`` is None) and the first user turn:
-    ``<image>…\\n{question}\\n\\n{instruction}`` with the images as parts."""
+    ``<image>…\\n{question}\\n\\n{instruction}`` with the images as parts. A question
+    that carries its own ``<image>`` placeholders (RL parquet and LLaMA-Factory data) keeps
+    its layout: each image where its placeholder stands."""
     from deepeyes_cli.agent.protocol.prompts import user_prompt
     from deepeyes_cli.policy.base import ChatMessage
 
     text = user_prompt(question, 0, instruction)
-    content: Content = [*images, "\n" + text] if images else [text]
+    content: Content
+    if tags.IMAGE_PLACEHOLDER in question:
+        content = split_placeholders(text, images, len(images)).content
+    else:
+        content = [*images, "\n" + text] if images else [text]
     messages = [ChatMessage("system", [system])] if system is not None else []
     return [*messages, ChatMessage("user", content)]
 

@@ -32,9 +32,9 @@ _THINK_BLOCK = re.compile(re.escape(tags.THINK_OPEN) + r".*?" + re.escape(tags.T
 _CODE_BLOCK = re.compile(re.escape(tags.CODE_OPEN) + r"(.*?)" + re.escape(tags.CODE_CLOSE), re.S)
 _TOOL_BLOCK = re.compile(re.escape(tags.TOOL_CALL_OPEN) + r"(.*?)" + re.escape(tags.TOOL_CALL_CLOSE), re.S)
 _ANSWER_BLOCK = re.compile(re.escape(tags.ANSWER_OPEN) + r"(.*?)" + re.escape(tags.ANSWER_CLOSE), re.S)
-# The original's pattern (```python then a newline … a newline then ```), plus ```py and a
+# The original's pattern (```python then a newline … a newline then ```), plus ```python3, ```py and a
 # bare ``` fence; the last block wins, as in the original.
-_FENCE = re.compile(r"```(?:python|py)?[ \t]*\n(.*?)\n?```", re.S | re.I)
+_FENCE = re.compile(r"```(?:python3?|py3?)?[ \t]*\n(.*?)\n?```", re.S | re.I)
 
 
 @dataclass

@@ -28,9 +28,11 @@ def is_image(part: Any) -> bool:
 
 
 def sanitize(text: str) -> str:
-    """Remove vision special tokens from text: only real images may produce image tokens
-    (a stray ``<|image_pad|>`` in a question or a tool's output would misalign features)."""
-    for special in tags.VISION_SPECIALS:
+    """Remove special tokens from message text: only real images may produce image tokens
+    (a stray ``<|image_pad|>`` in a question or a tool's output would misalign features),
+    and only the framing may open or close a turn (a search hit holding
+    ``<|im_end|>\\n<|im_start|>assistant`` would otherwise forge one)."""
+    for special in tags.TEXT_FORBIDDEN:
         if special in text:
             text = text.replace(special, "")
     return text

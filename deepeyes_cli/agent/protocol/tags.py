@@ -12,6 +12,8 @@ ChatML that is, byte for byte::
 
 from __future__ import annotations
 
+import re
+
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 CODE_OPEN, CODE_CLOSE = "<code>", "</code>"
 TOOL_CALL_OPEN, TOOL_CALL_CLOSE = "<tool_call>", "</tool_call>"
@@ -32,11 +34,15 @@ ENDOFTEXT = "<|endoftext|>"
 VISION_START, IMAGE_PAD, VISION_END = "<|vision_start|>", "<|image_pad|>", "<|vision_end|>"
 IMAGE_TOKENS = VISION_START + IMAGE_PAD + VISION_END  # one image, collapsed (one pad)
 VISION_SPECIALS = (VISION_START, IMAGE_PAD, VISION_END, "<|video_pad|>", "<|vision_pad|>")
+# Special tokens no message text may carry: the vision ones (only real images make image
+# tokens) and ChatML's own (a web page or a print() must not open or close a turn).
+TEXT_FORBIDDEN = (*VISION_SPECIALS, IM_START, IM_END, ENDOFTEXT)
 # The template's system message when a conversation has none.
 DEFAULT_SYSTEM = "You are a helpful assistant."
-# Tokens the model must never produce (the original's bad_words plus the vision specials,
-# whose ids would break image alignment in the next prompt).
-BAD_WORDS = (ENDOFTEXT, IM_START, *VISION_SPECIALS)
+# Text the model must never produce: the original rollout's bad_words (``<size>`` is plain
+# text, several tokens) plus the vision specials, whose ids would break image alignment in
+# the next prompt.
+BAD_WORDS = (ENDOFTEXT, "<size>", IM_START, *VISION_SPECIALS)
 
 CODE_TOOL = "code"
 
@@ -49,6 +55,18 @@ def format_code_result(stdout: str, stderr: str, n_images: int) -> str:
     """The code observation of the original, stripped; ``n_images`` trailing ``<image>``s."""
     images = ("Images:\n" + IMAGE_PLACEHOLDER * n_images) if n_images else ""
     return _CODE_RESULT.format(stdout=stdout, stderr=stderr, images=images).strip()
+
+
+_CODE_RESULT_PARTS = re.compile(
+    r"\ACode execution result:\nstdout:\n```\n(?P<stdout>.*?)\n```\n\nstderr:\n```\n(?P<stderr>.*)\n```"
+    r"(?:\n\nImages:\n(?P<images>(?:" + re.escape(IMAGE_PLACEHOLDER) + r")*))?\Z", re.S)
+
+
+def parse_code_result(text: str) -> tuple[str, str] | None:
+    """``(stdout, stderr)`` of a code result (for display; its images are separate parts),
+    or None when ``text`` is not one."""
+    m = _CODE_RESULT_PARTS.match(text)
+    return (m.group("stdout"), m.group("stderr")) if m else None
 
 
 def format_tool_response(text: str) -> str:

@@ -91,12 +91,40 @@ def test_stop_strings_cut_text_not_ids(policy: TransformersPolicy) -> None:
     assert out.finish_reason == "length"
 
 
+def test_a_stop_string_inside_a_token_cuts_the_text_but_keeps_the_generated_ids(policy: TransformersPolicy) -> None:
+    from deepeyes_cli.testing.stops import mid_token_stop
+
+    conv = Conversation([ChatMessage("user", ["What is in the picture?"])])
+    free = asyncio.run(policy.generate([conv], SamplingParams(max_tokens=40)))[0]
+    found = mid_token_stop(policy.tokenizer, free.token_ids or [])
+    assert found is not None, "the tiny model's greedy output has no token to end a stop string in"
+    stop, kept = found
+    out = asyncio.run(policy.generate([conv], SamplingParams(max_tokens=40, stop=["</code>", stop])))[0]
+    assert (out.finish_reason, out.stop_reason) == ("stop", stop) and out.text.endswith(stop)
+    assert out.token_ids == (free.token_ids or [])[:kept]  # as generated, up to the token holding the stop's end
+    assert policy.tokenizer.decode(out.token_ids).startswith(out.text)
+    assert len(policy.tokenizer.decode(out.token_ids)) > len(out.text)  # the ids run past the stop string
+
+
+def test_an_abandoned_batch_stops_between_decoding_steps(policy: TransformersPolicy) -> None:
+    conv = Conversation([ChatMessage("user", [_images()[0], "\nDescribe it."])])
+    params = SamplingParams(max_tokens=24, stop=[])
+    full = policy._generate_batch([conv], params)[0]
+    assert len(full.token_ids or []) > 4, "pick a prompt the tiny model answers at length"
+    steps = iter(range(10**6))
+    cut = policy._generate_batch([conv], params, should_stop=lambda: next(steps) >= 3)[0]
+    assert cut.token_ids == (full.token_ids or [])[:len(cut.token_ids or [])] and len(cut.token_ids or []) <= 4
+
+
 def test_concurrent_calls_are_batched_and_match_single_generation(policy: TransformersPolicy) -> None:
     convs = [Conversation([ChatMessage("user", [img, f"\nQuestion {i}?" * (i + 1)])]) for i, img in enumerate(_images())]
+    # and multi-image multi-turn prompts of other lengths: left padding under M-RoPE
+    convs += [_multi_turn([11, 12, 13]), _multi_turn(list(range(20, 60)))]
+    batcher = TransformersPolicy(policy.model, policy.processor, max_batch_size=len(convs), batch_wait_s=0.05)
     params = SamplingParams(max_tokens=12, stop=["</code>"])
 
     async def together() -> list:
-        return [r[0] for r in await asyncio.gather(*(policy.generate([c], params) for c in convs))]
+        return [r[0] for r in await asyncio.gather(*(batcher.generate([c], params) for c in convs))]
 
     async def one_by_one() -> list:
         return [(await policy.generate([c], params))[0] for c in convs]

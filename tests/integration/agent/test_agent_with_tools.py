@@ -130,11 +130,19 @@ def test_ask_tiny_end_to_end_with_real_tools(cli, tmp_path: Path) -> None:
 @needs_sandbox
 def test_ask_scripted_code_turn_through_the_cli(cli, tmp_path: Path) -> None:
     script = tmp_path / "turns.json"
-    script.write_text(json.dumps([_code("print(image_1.size)"), "ok</think><answer>640x480</answer>"]))
+    script.write_text(json.dumps([
+        _code("import matplotlib.pyplot as plt\nprint(image_1.size)\nplt.imshow(image_1); plt.show()\n1 / 0"),
+        "a</think><code>no fence</code>", "ok</think><answer>640x480</answer>"]))
     out = cli("ask", str(PHOTO), "How big is it?", "--recipe", "tiny", "--backend", "scripted",
               f"policy.script={script}", "agent.tools=[code]", "--save", str(tmp_path / "t.jsonl"), cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines()[-1] == "640x480" and "(640, 480)" in out.stderr
+    # the stream reads as turns: labelled thinking and code, the cell's output without the template's fences
+    assert "think run it" in out.stderr and "─ code ─" in out.stderr and "─ code result ─" in out.stderr
+    assert "Code execution result" not in out.stderr and "stderr " in out.stderr and "ZeroDivisionError" in out.stderr
+    assert "─ feedback" in out.stderr and "No ```python fenced block" in out.stderr
+    shown = [line.split("image ", 1)[1].strip() for line in out.stderr.splitlines() if line.startswith("image ")]
+    assert len(shown) == 1 and (tmp_path / shown[0]).is_file()
 
 
 @needs_search
@@ -151,3 +159,67 @@ def test_ask_records_search_counters_in_the_trajectory(cli, tmp_path: Path) -> N
     stats = record["metadata"]["tool_stats"]["search"]
     assert stats["calls"] == 1 and stats["misses"] + stats["hits"] == 1
     assert stats["run_id"].startswith("tiny-ask-")  # the run dir names the per-run budget
+
+
+def _descendants(pid: int) -> set[int]:
+    found: set[int] = set()
+    todo = [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            children = Path(f"/proc/{p}/task/{p}/children").read_text().split()
+        except OSError:
+            continue
+        for c in map(int, children):
+            if c not in found:
+                found.add(c)
+                todo.append(c)
+    return found
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+@needs_sandbox
+def test_ctrl_c_mid_cell_ends_ask_and_leaves_no_kernel_behind(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "turns.json"
+    script.write_text(json.dumps([_code("import time\nprint('started', flush=True)\ntime.sleep(120)"),
+                                  "<answer>never</answer>"]))
+    err = tmp_path / "stderr.txt"
+    env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1"}
+    with open(err, "w") as err_file:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "deepeyes_cli", "ask", str(PHOTO), "q?", "--recipe", "tiny", "--backend",
+             "scripted", f"policy.script={script}", "agent.tools=[code]"],
+            cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=err_file, start_new_session=True)
+        try:
+            kernels: set[int] = set()
+            deadline = time.monotonic() + 120
+            while not kernels and time.monotonic() < deadline and proc.poll() is None:  # until the cell runs
+                time.sleep(0.1)
+                if "turn 1" in err.read_text():
+                    kernels = {p for p in _descendants(proc.pid) if b"ipykernel" in _cmdline(p)}
+            assert kernels, err.read_text()
+            time.sleep(1)  # most likely inside the cell's sleep now; earlier must clean up just as well
+            proc.send_signal(signal.SIGINT)  # what Ctrl-C in a terminal delivers
+            assert proc.wait(timeout=60) == 130
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(Path(f"/proc/{p}").exists() for p in kernels):
+        time.sleep(0.1)
+    alive = [p for p in kernels if Path(f"/proc/{p}").exists()
+             and Path(f"/proc/{p}/stat").read_text().split()[2] != "Z"]
+    assert not alive, f"kernels left running: {alive}"
+    assert "end: interrupted" in err.read_text()

@@ -76,6 +76,17 @@ def test_huge_jpeg_is_decoded_at_reduced_scale(tmp_path: Path) -> None:
     assert img.width * img.height <= 200_704 and img.getpixel((5, 5))[2] > 150
 
 
+@pytest.mark.parametrize("mode", ["RGB", "RGBA", "P", "L", "I;16"])
+def test_huge_png_of_any_mode_is_shrunk_before_its_rgb_copy(tmp_path: Path, mode: str) -> None:
+    base = Image.new("RGB", (3000, 2000), (200, 30, 30)).convert(mode)
+    base.save(tmp_path / "big.png")
+    img = load_image(tmp_path / "big.png", 200_704)
+    assert img.mode == "RGB" and img.width * img.height <= 200_704 and abs(img.width / img.height - 1.5) < 0.02
+    want = base.convert("RGB").resize(img.size, Image.Resampling.BOX).getpixel((img.width // 2, img.height // 2))
+    got = img.getpixel((img.width // 2, img.height // 2))
+    assert all(abs(a - b) <= 8 for a, b in zip(got, want, strict=True)), (got, want)  # same colours, dithering aside
+
+
 def test_fix_indentation_replicates_the_side_effect() -> None:
     code = "for i in range(3):\n    x = i\nprint('done')\n"
     fixed = fix_indentation(code)
@@ -86,6 +97,9 @@ def test_fix_indentation_replicates_the_side_effect() -> None:
     assert out.getvalue() == "done\ndone\ndone\n"
     ok = fix_indentation("try:\n  a = 1\nexcept Exception:\n  a = 2\nelse:\n  a = 3\n")
     assert ok.splitlines() == ["try:", "    a = 1", "except Exception:", "    a = 2", "else:", "    a = 3"]
+    # the original's plain prefix test: a name that merely starts with a keyword dedents as well
+    quirk = fix_indentation("if True:\n    x = 1\n\n    elsewhere = 2\n    y = 3\n")
+    assert quirk.splitlines() == ["if True:", "    x = 1", "elsewhere = 2", "y = 3"]
 
 
 def test_code_tool_frames_cells_in_the_original_template() -> None:

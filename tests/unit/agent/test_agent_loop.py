@@ -4,7 +4,6 @@ every end reason, limits, sandbox session lifecycle, concurrency, determinism, r
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -177,16 +176,29 @@ def test_session_closed_when_the_run_is_cancelled() -> None:
     assert executor.sessions[0].closed
 
 
-def test_trajectories_run_concurrently() -> None:
-    def timed(n: int) -> float:
-        rt = _runtime(ScriptedPolicy([SEARCH, SEARCH, ANSWER]), [EchoSearch(sleep_s=0.2)])
-        t0 = time.perf_counter()
-        trajs = asyncio.run(run_trajectories([_task() for _ in range(n)], rt))
-        assert [t.end_reason for t in trajs] == ["answered"] * n
-        return time.perf_counter() - t0
+class _Rendezvous(EchoSearch):
+    """Each call waits until ``n`` calls wait together: only concurrent trajectories get through."""
 
-    one, many = timed(1), timed(32)
-    assert one >= 0.4 and many < 2.5 * one  # 32 trajectories overlap their tool waits
+    def __init__(self, n: int) -> None:
+        super().__init__()
+        self.n = n
+        self.barrier: asyncio.Barrier | None = None
+
+    async def __call__(self, args: dict[str, Any], ctx: Any) -> Any:
+        self.barrier = self.barrier or asyncio.Barrier(self.n)
+        await asyncio.wait_for(self.barrier.wait(), 30)  # times out (a tool error) unless all n are waiting
+        return await super().__call__(args, ctx)
+
+
+def test_trajectories_run_concurrently() -> None:
+    n = 32
+    rt = _runtime(ScriptedPolicy([SEARCH, SEARCH, ANSWER]), [_Rendezvous(n)], concurrency=n)
+    trajs = asyncio.run(run_trajectories([_task() for _ in range(n)], rt))
+    assert [t.end_reason for t in trajs] == ["answered"] * n
+    assert all(t.turns[0].tool_ok and t.turns[1].tool_ok for t in trajs)  # every tool wait overlapped all others
+    gated = _runtime(ScriptedPolicy([SEARCH, ANSWER]), [_Rendezvous(2)], concurrency=1, tool_timeout_s=0.5)
+    lone = asyncio.run(run_trajectories([_task(), _task()], gated))  # agent.concurrency=1: one at a time
+    assert [t.turns[0].tool_ok for t in lone] == [False, False]
 
 
 def test_deterministic_records_and_events() -> None:
@@ -233,3 +245,27 @@ def test_load_question_checks_the_question_and_the_image_count(tmp_path: Path) -
         load_question([photo], " \n ", 10**7)
     with pytest.raises(InputError, match="3 images given; a trajectory holds at most 2"):
         load_question([photo] * 3, "q?", 10**7, max_images=2)
+
+
+def test_failed_runs_become_errors_with_a_hint_that_fits(tmp_path: Path) -> None:
+    from deepeyes_cli.agent.ask import run_failure
+    from deepeyes_cli.errors import BackendError, ToolError
+    from deepeyes_cli.recipe.loader import load_recipe
+
+    recipe = load_recipe("tiny", ["policy.backend=openai", "policy.url=http://127.0.0.1:9/v1"]).recipe
+    saved = tmp_path / "t.jsonl"
+
+    def failure(reason: str, error: str | None) -> Any:
+        traj = Trajectory(id="t", sample=Sample(id="s", question="q"), end_reason=reason,  # type: ignore[arg-type]
+                          metadata={"error": error} if error else {})
+        return run_failure(traj, recipe, saved)
+
+    assert failure("answered", None) is None and failure("max_turns", None) is None  # the model's doing
+    refused = failure("error", "cannot connect to http://127.0.0.1:9/v1 (ConnectError: …)")
+    assert isinstance(refused, BackendError) and "server at http://127.0.0.1:9/v1 running" in (refused.hint or "")
+    assert str(saved) in (refused.hint or "")
+    rejected = failure("error", "http://127.0.0.1:9/v1 answered HTTP 400: At most 1 image(s) may be provided")
+    assert "--limit-mm-per-prompt '{\"image\": 50}'" in (rejected.hint or "")
+    assert "generation_timeout_s" in (failure("error", "model call timed out after 900 s").hint or "")
+    sandbox = failure("tool_fatal", "code sandbox unavailable: bwrap: No permissions")
+    assert isinstance(sandbox, ToolError) and "agent.tools=[search,image_search]" in (sandbox.hint or "")

@@ -51,6 +51,7 @@ def test_request_format_with_vllm_extensions() -> None:
     assert req["model"] == "fake-model" and req["max_tokens"] == 77 and req["stop"] == STOPS
     assert req["continue_final_message"] is True and req["add_generation_prompt"] is False
     assert req["include_stop_str_in_output"] is True and req["skip_special_tokens"] is False
+    assert req["spaces_between_special_tokens"] is False and "<size>" in req["bad_words"]
     msgs = req["messages"]
     assert [m["role"] for m in msgs] == ["system", "user", "assistant", "user", "assistant"]
     assert msgs[-1] == {"role": "assistant", "content": "<think>"}

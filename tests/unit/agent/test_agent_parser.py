@@ -51,6 +51,7 @@ CASES: list[tuple[str, str, str | None, Any, list[str]]] = [
     ("<code>\n```python\nx = 1\nprint(x)\n```\n</code>", "code", "code", {"code": "x = 1\nprint(x)"}, []),
     ("<code>```python\nprint(1)\n```</code>", "code", "code", {"code": "print(1)"}, []),
     ("<code>\n```py\nprint(2)\n```\n</code>", "code", "code", {"code": "print(2)"}, []),
+    ("<code>\n```python3\nprint(3)\n```\n</code>", "code", "code", {"code": "print(3)"}, []),
     ("<code>\n```\nprint(3)\n```\n</code>", "code", "code", {"code": "print(3)"}, []),
     ("<code>\n```python\na=1\n```\n```python\nb=2\n```\n</code>", "code", "code", {"code": "b=2"}, []),
     ("<code>\n```Python  \nprint(4)\n```\n</code>", "code", "code", {"code": "print(4)"}, []),
