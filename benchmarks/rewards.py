@@ -64,9 +64,9 @@ def rollout_group(p: int, rng: random.Random) -> list[Trajectory]:
 
 
 def clear_caches() -> None:
-    from deepeyes_cli.rewards import choices, mathcheck, normalize
+    from deepeyes_cli.rewards import choices, mathcheck, normalize, numbers
 
-    for fn in (normalize.normalize_text, normalize.parse_quantity, choices.read_choice, mathcheck._parse):
+    for fn in (normalize.normalize_text, numbers.parse_quantity, choices.read_choice, mathcheck._parse):
         fn.cache_clear()
 
 

@@ -67,6 +67,13 @@ class JudgeConfig(Section):
     def _empty_is_unset(cls, v: str | None) -> str | None:
         return v or None  # `${VAR:-}` with VAR unset gives ""
 
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("http://", "https://")):
+            raise ValueError(f"{v!r} is not an http(s) URL, e.g. http://judge-host:18901/v1")
+        return v
+
 
 class RewardConfig(Section):
     accuracy_weight: float = Field(0.8, ge=0)
@@ -78,7 +85,9 @@ class RewardConfig(Section):
                                                    "text after the answer) that the original did not check.")
     matching: Matching = Field("rules+judge", description="`rules+judge`, `rules` (never call a judge), "
                                                           "`judge` (judge every answer, as the original did).")
-    numeric_rel_tol: float = Field(0.01, ge=0, description="Relative tolerance when either number has decimals.")
+    numeric_rel_tol: float = Field(
+        0.0, ge=0, description="Extra relative tolerance for decimals, beyond agreeing at the reference's "
+                               "precision (0.05: ChartQA's relaxed accuracy). Integers always match exactly.")
     sources: dict[str, SourceRule] = Field(
         default_factory=lambda: {k: SourceRule(**v) for k, v in DEFAULT_SOURCES.items()},
         description="Per-data_source rules; keys are names or globs (`browsecomp-*`), `*` is the fallback.")

@@ -9,7 +9,8 @@ import pytest
 
 from deepeyes_cli.rewards.cache import JudgeCache, cache_key
 from deepeyes_cli.rewards.judge import SYSTEM_PROMPTS, JudgeRequest, parse_verdict
-from deepeyes_cli.rewards.normalize import answer_core, normalize_text, parse_quantity
+from deepeyes_cli.rewards.normalize import answer_core, normalize_text
+from deepeyes_cli.rewards.numbers import parse_quantity
 
 
 @pytest.mark.parametrize(("reply", "verdict"), [
