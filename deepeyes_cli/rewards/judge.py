@@ -4,8 +4,12 @@ A verdict comes back only when the reply's last line is ``VERDICT: CORRECT`` or
 ``VERDICT: INCORRECT`` (markdown decoration allowed); anything else is asked again up to
 ``parse_retries`` times. Time-outs, connection errors, 429 and 5xx are retried with
 exponential backoff. A request that still fails is *unjudged* (``correct=None`` with the
-reason), never a silent "wrong". A bad key or an unknown model raises `JudgeError`: no
-retry fixes configuration.
+reason), never a silent "wrong". Once one request has spent all its retries on an endpoint
+that does not answer at all (connection refused, 5xx), requests are unjudged at once for
+``backoff_max_s`` instead of each waiting through its own retries (a file of 10,000 records
+against a dead endpoint takes seconds, not hours); then the endpoint is tried again. A reply that is not a chat
+completion (an HTML error page, a body without ``choices``) is unjudged too. A bad key or
+an unknown model raises `JudgeError`: no retry fixes configuration.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import random
 import re
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -107,6 +112,7 @@ class Judge:
         self.cache = cache
         self.stats = JudgeStats()
         self._model: str | None = config.model
+        self._down: tuple[str, float] | None = None  # (why, until when) the endpoint is taken as down
 
     def prompt_version(self, prompt: JudgePrompt) -> str:
         return f"{self.config.prompt_version}/{prompt}"
@@ -229,9 +235,13 @@ class Judge:
         cfg = self.config
         failures = parse_failures = 0
         while True:
+            if self._down is not None and time.monotonic() < self._down[1]:
+                return self._unjudged(model, self._down[0])
             temperature = cfg.temperature if parse_failures == 0 else max(cfg.temperature, 0.7)
             try:
                 async with sem:
+                    if self._down is not None and time.monotonic() < self._down[1]:
+                        return self._unjudged(model, self._down[0])  # found down while waiting for a slot
                     self.stats.calls += 1
                     resp = await client.chat.completions.create(
                         model=model, messages=req.messages(), temperature=temperature, max_tokens=cfg.max_tokens)
@@ -240,17 +250,24 @@ class Judge:
             except (openai.APITimeoutError, openai.APIConnectionError, openai.RateLimitError,
                     openai.InternalServerError) as e:
                 if failures >= cfg.max_retries:
-                    return self._unjudged(model, f"gave up after {failures + 1} attempts: {_describe(e)}")
+                    why = f"gave up after {failures + 1} attempts: {_describe(e)}"
+                    if not isinstance(e, (openai.APITimeoutError, openai.RateLimitError)):
+                        self._down = (f"the judge endpoint is not answering ({why})",
+                                      time.monotonic() + cfg.backoff_max_s)
+                    return self._unjudged(model, why)
                 failures += 1
                 self.stats.retries += 1
                 await asyncio.sleep(self._backoff(failures, e))
                 continue
             except openai.APIStatusError as e:  # another 4xx: this request cannot succeed
                 return self._unjudged(model, _describe(e))
-            reply = (resp.choices[0].message.content or "") if resp.choices else ""
-            if resp.usage is not None:
-                self.stats.prompt_tokens += resp.usage.prompt_tokens or 0
-                self.stats.completion_tokens += resp.usage.completion_tokens or 0
+            except (openai.OpenAIError, ValueError) as e:  # a 200 whose body the SDK cannot read (HTML, bad JSON)
+                return self._unjudged(model, f"the judge's reply is not a chat completion: {_describe(e)}")
+            reply, prompt_tokens, completion_tokens = _read_completion(resp)
+            self.stats.prompt_tokens += prompt_tokens
+            self.stats.completion_tokens += completion_tokens
+            if reply is None:
+                return self._unjudged(model, f"the judge's reply is not a chat completion: {str(resp)[:80]!r}")
             verdict = parse_verdict(reply)
             if verdict is None:
                 if parse_failures >= cfg.parse_retries:
@@ -259,16 +276,30 @@ class Judge:
                 self.stats.retries += 1
                 continue
             if self.cache is not None:
-                usage = resp.usage
                 self.cache.put_many([(self._key(req, model), verdict, model, self.prompt_version(req.prompt),
                                       req.question, req.ground_truth, req.prediction, reply,
-                                      usage.prompt_tokens if usage else None,
-                                      usage.completion_tokens if usage else None)])
+                                      prompt_tokens, completion_tokens)])
             return JudgeResult(verdict, model, reply=reply)
 
     def _unjudged(self, model: str, why: str, reply: str | None = None) -> JudgeResult:
         self.stats.unjudged += 1
         return JudgeResult(None, model, error=why, reply=reply)
+
+
+def _read_completion(resp: Any) -> tuple[str | None, int, int]:
+    """(reply text, prompt tokens, completion tokens) of a chat completion, whatever the
+    server sent: the text is None when the body is not a chat completion at all, and "" when
+    the message has no text (a refusal, a tool call)."""
+    try:
+        content = resp.choices[0].message.content
+    except (AttributeError, IndexError, KeyError, TypeError):
+        return None, 0, 0
+    usage = getattr(resp, "usage", None)
+    counts = [getattr(usage, name, None) for name in ("prompt_tokens", "completion_tokens")]
+    prompt, completion = (n if isinstance(n, int) and n >= 0 else 0 for n in counts)
+    if content is None:
+        return "", prompt, completion
+    return (content if isinstance(content, str) else None), prompt, completion
 
 
 def _describe(e: Exception) -> str:

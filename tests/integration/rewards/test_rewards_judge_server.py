@@ -19,6 +19,7 @@ from deepeyes_cli.rewards.judge import Judge, JudgeRequest
 from deepeyes_cli.rewards.reward import RewardScorer
 from deepeyes_cli.rewards.synthetic import answer_turn, make_trajectory
 from deepeyes_cli.testing.fake_openai import FakeOpenAI, Reply
+from deepeyes_cli.testing.servers import BackgroundServer
 
 
 def grade(body: dict[str, Any]) -> str:
@@ -30,7 +31,7 @@ def grade(body: dict[str, Any]) -> str:
 
 
 def config(fake: FakeOpenAI, **kw: Any) -> JudgeConfig:
-    return JudgeConfig(base_url=fake.base_url, api_key="x", backoff_s=0.01, backoff_max_s=0.05, **kw)
+    return JudgeConfig(**{"base_url": fake.base_url, "api_key": "x", "backoff_s": 0.01, "backoff_max_s": 0.05, **kw})
 
 
 def ask(judge: Judge, reqs: list[JudgeRequest]) -> list:
@@ -68,12 +69,51 @@ def test_retries_with_backoff_on_429_and_500(tmp_path: Path) -> None:
 
 def test_unjudged_when_the_server_keeps_failing_and_nothing_is_cached(tmp_path: Path) -> None:
     with FakeOpenAI(grade, fail_first=[500] * 3) as fake:
-        judge = Judge(config(fake, model="m", max_retries=2), JudgeCache(tmp_path / "c.sqlite"))
+        # backoff_max_s=0: no pause between tries, and the endpoint is not taken as down afterwards
+        judge = Judge(config(fake, model="m", max_retries=2, backoff_max_s=0), JudgeCache(tmp_path / "c.sqlite"))
         (r,) = ask(judge, REQS[:1])
         assert r.correct is None and "500" in (r.error or "") and len(fake.requests) == 3
         assert judge.stats.unjudged == 1
         (r,) = ask(judge, REQS[:1])  # the server is back: asked again, not served a cached failure
         assert r.correct is True and len(fake.requests) == 4
+
+
+def test_a_dead_endpoint_does_not_cost_every_batch_its_retries() -> None:
+    with FakeOpenAI(grade) as fake:
+        url = fake.base_url
+    # The server is gone (connection refused): the first batch spends its retries …
+    judge = Judge(JudgeConfig(base_url=url, model="m", max_retries=2, backoff_s=0.01, backoff_max_s=60), None)
+    first = ask(judge, [JudgeRequest("n?", str(i), str(i)) for i in range(4)])
+    assert all(r.correct is None and "Connection" in (r.error or "") for r in first)
+    calls = judge.stats.calls
+    assert 3 <= calls <= 4 * 3  # each tries at most 1 + max_retries times
+    # … and the next batches (a file is judged in chunks) are unjudged at once, asking nothing.
+    later = ask(judge, [JudgeRequest("n?", str(i), str(i)) for i in range(4, 100)])
+    assert all(r.correct is None and "not answering" in (r.error or "") for r in later)
+    assert judge.stats.calls == calls
+
+
+@pytest.mark.parametrize("body", [
+    "<html>502 Bad Gateway</html>",  # a proxy's page with status 200
+    '{"id": "x", "object": "chat.completion", "choices": [{"index": 0, "message": null}]}',
+    '{"id": "x", "object": "chat.completion", "choices": [{"index": 0, "message": {"content": 7}}]}',
+    '["VERDICT: CORRECT"]',
+    "{}",
+])
+def test_a_reply_that_is_not_a_chat_completion_is_unjudged(body: str) -> None:
+    from fastapi import FastAPI
+    from fastapi.responses import Response
+
+    app = FastAPI()
+
+    @app.post("/v1/chat/completions")
+    async def chat() -> Response:
+        return Response(body, media_type="application/json" if body[0] in "[{" else "text/html")
+
+    with BackgroundServer(app) as server:
+        judge = Judge(JudgeConfig(base_url=f"{server.url}/v1", model="m", parse_retries=0), None)
+        (r,) = ask(judge, REQS[:1])
+    assert r.correct is None and "not a chat completion" in (r.error or "")
 
 
 def test_timeout_is_unjudged(tmp_path: Path) -> None:
