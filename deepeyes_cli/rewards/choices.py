@@ -103,6 +103,7 @@ def read_choice(prediction: str) -> ChoiceRead:
     return ChoiceRead(frozenset(picked), rejected, others, unsure and bool(picked))
 
 
+@lru_cache(maxsize=16384)
 def gold_letters(ground_truth: str, multi_ok: bool) -> frozenset[str] | None:
     """The letters a ground truth names ("B", "(B)", "B. cat"; "BC" only when ``multi_ok``)."""
     core = _OPTION_WORD.sub("", answer_core(ground_truth))

@@ -18,7 +18,7 @@ import asyncio
 import random
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -119,6 +119,15 @@ class Judge:
 
     def _key(self, r: JudgeRequest, model: str) -> str:
         return cache_key(r.question, r.ground_truth, r.prediction, model, self.prompt_version(r.prompt))
+
+    def remember(self, model: str, verdicts: Iterable[tuple[JudgeRequest, bool]], *, reply: str | None = None,
+                 tokens: tuple[int | None, int | None] = (None, None)) -> None:
+        """Store verdicts in the cache (one transaction) as if ``model`` had given them: what the
+        judge answers, or verdicts known otherwise (human labels, a benchmark's own)."""
+        if self.cache is None:
+            return
+        self.cache.put_many([(self._key(req, model), correct, model, self.prompt_version(req.prompt), req.question,
+                              req.ground_truth, req.prediction, reply, *tokens) for req, correct in verdicts])
 
     async def judge_many(self, requests: Sequence[JudgeRequest],
                          on_result: Callable[[int, JudgeResult], None] | None = None) -> list[JudgeResult]:
@@ -275,10 +284,7 @@ class Judge:
                 parse_failures += 1
                 self.stats.retries += 1
                 continue
-            if self.cache is not None:
-                self.cache.put_many([(self._key(req, model), verdict, model, self.prompt_version(req.prompt),
-                                      req.question, req.ground_truth, req.prediction, reply,
-                                      prompt_tokens, completion_tokens)])
+            self.remember(model, [(req, verdict)], reply=reply, tokens=(prompt_tokens, completion_tokens))
             return JudgeResult(verdict, model, reply=reply)
 
     def _unjudged(self, model: str, why: str, reply: str | None = None) -> JudgeResult:

@@ -49,6 +49,7 @@ def last_boxed(text: str) -> str | None:
     return boxes[-1] if boxes else None
 
 
+@lru_cache(maxsize=65536)
 def answer_core(prediction: str) -> str:
     """The answer itself: boxed content, without "the answer is", wrappers or a final period."""
     s = unicodedata.normalize("NFKC", prediction).strip()

@@ -79,3 +79,21 @@ def test_cache_keys_separate_model_and_prompt_version(tmp_path: Path) -> None:
     assert again.get(cache_key(*base, "judge-b", "v1/answer")) is None
     mode = sqlite3.connect(tmp_path / "j.sqlite").execute("PRAGMA journal_mode").fetchone()[0]
     assert mode == "wal"
+
+
+def test_remembered_verdicts_are_served_without_asking(tmp_path: Path) -> None:
+    import asyncio
+
+    from deepeyes_cli.rewards.config import JudgeConfig
+    from deepeyes_cli.rewards.judge import Judge
+
+    # Port 9 (discard) on 127.0.0.1 answers nothing: any request would fail.
+    judge = Judge(JudgeConfig(base_url="http://127.0.0.1:9/v1", model="m", max_retries=0),
+                  JudgeCache(tmp_path / "j.sqlite"))
+    known = [JudgeRequest("Q?", "Paris", "paris, france"), JudgeRequest("Q?", "Paris", "Lyon", "math")]
+    judge.remember("m", [(known[0], True), (known[1], False)], reply="labelled by hand")
+    results = asyncio.run(judge.judge_many(known))
+    assert [r.correct for r in results] == [True, False] and all(r.cached for r in results)
+    assert judge.stats.calls == 0
+    (other,) = asyncio.run(judge.judge_many([JudgeRequest("Q?", "Paris", "Lyon")]))  # another prompt: not known
+    assert other.correct is None and judge.stats.calls == 1
