@@ -87,13 +87,11 @@ def test_remembered_verdicts_are_served_without_asking(tmp_path: Path) -> None:
     from deepeyes_cli.rewards.config import JudgeConfig
     from deepeyes_cli.rewards.judge import Judge
 
-    # Port 9 (discard) on 127.0.0.1 answers nothing: any request would fail.
+    # Nothing listens at that URL: a request would fail, so the verdicts must come from the cache.
     judge = Judge(JudgeConfig(base_url="http://127.0.0.1:9/v1", model="m", max_retries=0),
                   JudgeCache(tmp_path / "j.sqlite"))
     known = [JudgeRequest("Q?", "Paris", "paris, france"), JudgeRequest("Q?", "Paris", "Lyon", "math")]
     judge.remember("m", [(known[0], True), (known[1], False)], reply="labelled by hand")
     results = asyncio.run(judge.judge_many(known))
     assert [r.correct for r in results] == [True, False] and all(r.cached for r in results)
-    assert judge.stats.calls == 0
-    (other,) = asyncio.run(judge.judge_many([JudgeRequest("Q?", "Paris", "Lyon")]))  # another prompt: not known
-    assert other.correct is None and judge.stats.calls == 1
+    assert judge.stats.calls == 0 and judge.stats.cache_hits == 2
