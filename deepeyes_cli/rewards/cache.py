@@ -65,7 +65,8 @@ class JudgeCache:
             self._db.execute(_SCHEMA)
         except (OSError, sqlite3.Error) as e:
             raise JudgeError(f"cannot open the judge cache {self.path}: {e}",
-                             hint="set reward.cache_path to a writable file") from e
+                             hint="set reward.cache_path to a writable file; a damaged one can be moved aside "
+                                  "(its verdicts are asked again)") from e
         self._lock = threading.Lock()
 
     def get_many(self, keys: Sequence[str]) -> dict[str, CachedVerdict]:

@@ -89,8 +89,6 @@ def match_answer(prediction: str, ground_truth: str, *, question: str = "",
 def _match_one(prediction: str, core: str, ground_truth: str, options: Sequence[str] | None,
                rel_tol: float) -> Verdict:
     gt_core = answer_core(ground_truth)
-    if core.casefold() == gt_core.casefold():
-        return Verdict(True, "exact")  # before any rule: "a" is an answer, not an article to fold away
     for rule in (_by_choice, _by_yes_no, _by_number):
         v = rule(prediction, core, gt_core, options, rel_tol)
         if v is not None:
@@ -103,6 +101,8 @@ def _match_one(prediction: str, core: str, ground_truth: str, options: Sequence[
         return Verdict(None, "no_rule") if same is None else Verdict(same, "math")
     if parse_quantity(gt_core) is not None:
         return Verdict(None, "no_rule")  # the number rule declined (">12", "≈12"): text equality must not decide
+    if core.casefold() == gt_core.casefold():
+        return Verdict(True, "exact")  # "a" is the answer here, not an article to fold away
     npred = normalize_text(core)
     if npred and npred == normalize_text(gt_core):
         return Verdict(True, "exact")
