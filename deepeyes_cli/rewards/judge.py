@@ -15,6 +15,7 @@ an unknown model raises `JudgeError`: no retry fixes configuration.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import random
 import re
 import time
@@ -33,7 +34,6 @@ Rules:
 harmless extra explanation do not matter.
 - Multiple choice: the candidate is right when it picks the same option, by letter or by the \
 option's text.
-- If the reference lists alternatives joined by "or", matching any one of them is enough.
 - The candidate is wrong when it hedges between answers, gives several different answers, \
 refuses, or covers only part of what the reference requires.
 - Question and answers may be in any language (Chinese, English, …); apply the same rules.
@@ -45,6 +45,7 @@ SYSTEM_PROMPTS: dict[str, str] = {
         "You grade answers to questions about images and the world. You receive a question, the "
         "reference answer, and a candidate answer written by a model. Decide whether the candidate "
         "gives the same answer as the reference.\n" + _COMMON_RULES +
+        "- If the reference lists alternatives joined by \"or\", matching any one of them is enough.\n"
         "- Numbers must agree up to the precision the reference shows.\n"
         "Reason in a few short sentences if needed, then finish with one last line that is exactly "
         "`VERDICT: CORRECT` or `VERDICT: INCORRECT`."),
@@ -54,11 +55,14 @@ SYSTEM_PROMPTS: dict[str, str] = {
         "mathematically equivalent to the reference.\n" + _COMMON_RULES +
         "- Equivalent forms count as the same answer (1/2 = 0.5 = \\frac{1}{2}; x = 5 and 5; the same "
         "set or interval written differently). An approximation counts only if the reference is one.\n"
+        "- A reference with several solutions (x = 2 or x = 3) needs all of them.\n"
         "Reason in a few short sentences if needed, then finish with one last line that is exactly "
         "`VERDICT: CORRECT` or `VERDICT: INCORRECT`."),
 }
 USER_TEMPLATE = ("Question:\n{question}\n\nReference answer:\n{ground_truth}\n\n"
                  "Candidate answer:\n<candidate>\n{prediction}\n</candidate>")
+_PROMPT_DIGESTS = {name: hashlib.sha256((text + USER_TEMPLATE).encode()).hexdigest()[:8]
+                   for name, text in SYSTEM_PROMPTS.items()}
 _THINK = re.compile(r"<think>.*?</think>", re.S)
 _VERDICT_LINE = re.compile(r"^[\W_]*verdict[\W_]*:[\W_]*(correct|incorrect)[\W_]*$", re.I)
 
@@ -115,7 +119,9 @@ class Judge:
         self._down: tuple[str, float] | None = None  # (why, until when) the endpoint is taken as down
 
     def prompt_version(self, prompt: JudgePrompt) -> str:
-        return f"{self.config.prompt_version}/{prompt}"
+        """The recipe's version, the prompt's name and a digest of its text: editing a prompt
+        never serves verdicts cached under the old wording."""
+        return f"{self.config.prompt_version}/{prompt}-{_PROMPT_DIGESTS[prompt]}"
 
     def _key(self, r: JudgeRequest, model: str) -> str:
         return cache_key(r.question, r.ground_truth, r.prediction, model, self.prompt_version(r.prompt))

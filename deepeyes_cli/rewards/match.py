@@ -64,8 +64,9 @@ class Verdict:
 
 
 def match_answer(prediction: str, ground_truth: str, *, question: str = "",
-                 choices: Sequence[str] | None = None, rel_tol: float = 0.0) -> Verdict:
-    """Compare a model's answer with the reference answer by rules."""
+                 choices: Sequence[str] | None = None, rel_tol: float = 0.0, alternatives: bool = True) -> Verdict:
+    """Compare a model's answer with the reference answer by rules. With ``alternatives`` a
+    ground truth "A or B" accepts either one."""
     core = answer_core(prediction)
     if not core:
         return Verdict(False, "empty_answer")
@@ -73,11 +74,11 @@ def match_answer(prediction: str, ground_truth: str, *, question: str = "",
         return Verdict(None, "several_boxed")  # "\boxed{A} or \boxed{B}": the judge reads it
     options = tuple(choices) if choices else options_from_question(question) if question else None
     whole = _match_one(prediction, core, ground_truth, options, rel_tol)
-    alternatives = [a for a in _ALTERNATIVES.split(ground_truth.strip()) if a.strip()]
+    parts = [a for a in _ALTERNATIVES.split(ground_truth.strip()) if a.strip()] if alternatives else []
     # "x=2 or x=3" is one answer (a solution set), not two acceptable ones.
-    if whole.correct is True or len(alternatives) < 2 or any(looks_like_math(a.strip()) for a in alternatives):
+    if whole.correct is True or len(parts) < 2 or any(looks_like_math(a.strip()) for a in parts):
         return whole
-    verdicts = [_match_one(prediction, core, alt, options, rel_tol) for alt in alternatives]
+    verdicts = [_match_one(prediction, core, alt, options, rel_tol) for alt in parts]
     for v in verdicts:
         if v.correct:
             return Verdict(True, f"alternatives:{v.rule}")
