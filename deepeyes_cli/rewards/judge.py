@@ -84,7 +84,9 @@ class JudgeRequest:
     def messages(self) -> list[dict[str, str]]:
         return [{"role": "system", "content": SYSTEM_PROMPTS[self.prompt]},
                 {"role": "user", "content": USER_TEMPLATE.format(
-                    question=self.question, ground_truth=self.ground_truth, prediction=self.prediction)}]
+                    question=self.question, ground_truth=self.ground_truth,
+                    # the candidate cannot close its own fence and add text of ours after it
+                    prediction=self.prediction.replace("</candidate>", "<\\/candidate>"))}]
 
 
 @dataclass

@@ -45,7 +45,8 @@ _NO_EN = frozenset({"no", "nope", "false", "incorrect", "wrong"})
 # After a leading yes/no, words that turn it into a hedge or its opposite ("Yes, but…",
 # "No doubt", "Yes, it isn't").
 _HEDGE_EN = frozenset({"but", "however", "although", "though", "sure", "idea", "doubt", "maybe", "perhaps",
-                       "partly", "partially", "problem", "question", "wonder", "matter", "way"})
+                       "partly", "partially", "problem", "question", "wonder", "matter", "way", "wait",
+                       "actually"})
 # The words that may follow "yes"/"no" without a comma and keep it a plain answer ("No it is not").
 _PLAIN_NEXT = frozenset({"it", "it's", "its", "there", "there's", "they", "he", "she", "this", "that", "the",
                          "i", "we", "you"})
@@ -55,6 +56,7 @@ _ZH_AFTER_YES = re.compile(r"不|没|否|非|无|但|不过|可是|然而|也许
 _ZH_AFTER_NO = re.compile(r"是的|对的|正确|但|不过|可是|然而|也许|可能|或许|大概|不确定|不一定")
 _ZH_END = re.compile(r"[,，。.!！;；\s]|$")
 _SPACES = re.compile(r"\s+")
+_SHORT_SENTENCE = 100  # characters: "There are 12 apples in the picture." is read, a paragraph is not
 
 
 @dataclass(frozen=True)
@@ -185,8 +187,8 @@ def _by_number(prediction: str, core: str, gt: str, _o: Sequence[str] | None, to
         if gold.same_unit(said) is False:
             return None  # 5 m vs 500 cm: the judge converts
         return _number_verdict(numbers_agree(gold, said, tol), "number")
-    if looks_like_math(core) or _UNSURE_NUMBER.search(core):
-        return None
+    if looks_like_math(core) or _UNSURE_NUMBER.search(core) or len(core) > _SHORT_SENTENCE:
+        return None  # in a long text the one number may count something else: the judge reads it
     numbers = numbers_in(core)
     found: dict[float, Quantity] = {q.value: q for q in numbers or ()}
     if len(found) != 1:

@@ -239,6 +239,9 @@ ADVERSARIAL: list[tuple[str, str, str, list[str] | None, bool | None]] = [
     ("Is there a dog?", "yes", "Yes, it isn't a dog.", None, None),
     ("Is there a dog?", "no", "No, that's right.", None, None),
     ("Is there a dog?", "yes", "Yes it is", None, True),
+    ("Is there a dog?", "no", "No, actually it is there.", None, None),
+    ("How many floors?", "3", "It is the building with the 3 large windows facing the street, next to the old "
+                              "church and the market square.", None, None),  # the one number counts something else
     ("灯开着吗？", "是", "是，但也不是", None, None),
     ("灯开着吗？", "是", "是的，不过没有", None, None),
     ("灯开着吗？", "否", "不是，它是红色的。", None, True),
