@@ -153,14 +153,18 @@ def test_base_url_without_v1_is_a_configuration_error() -> None:
 
 
 def test_concurrency_limit() -> None:
-    lock, state = threading.Lock(), {"now": 0, "peak": 0}
+    cond, state = threading.Condition(), {"now": 0, "peak": 0}
 
     def slow(body: dict[str, Any]) -> str:
-        with lock:
+        with cond:
             state["now"] += 1
             state["peak"] = max(state["peak"], state["now"])
-        time.sleep(0.1)
-        with lock:
+            cond.notify_all()
+            # Hold the first requests until the limit is reached (or 5 s pass): the peak then shows
+            # the limit itself however slowly a loaded machine sends them.
+            cond.wait_for(lambda: state["peak"] >= 3, timeout=5)
+        time.sleep(0.05)  # keep later requests overlapping, so more than 3 would show
+        with cond:
             state["now"] -= 1
         return grade(body)
 
@@ -168,7 +172,7 @@ def test_concurrency_limit() -> None:
     with FakeOpenAI(slow) as fake:
         judge = Judge(config(fake, model="m", concurrency=3), None)
         assert all(r.correct for r in ask(judge, reqs))
-    assert 2 <= state["peak"] <= 3
+    assert state["peak"] == 3
 
 
 def test_scorer_marks_judge_decisions_and_cache_hits(tmp_path: Path) -> None:
