@@ -217,3 +217,29 @@ def test_cache_is_shared_across_processes(tmp_path: Path) -> None:
                              capture_output=True, text=True, timeout=120)
         assert out.returncode == 0, out.stderr
         assert out.stdout.split() == ["0", "80"] and len(fake.requests) == 80
+
+
+OPENER = """
+import sys, time
+from pathlib import Path
+from deepeyes_cli.rewards.cache import JudgeCache
+go = Path(sys.argv[2])
+while not go.exists():
+    time.sleep(0.005)
+cache = JudgeCache(sys.argv[1])
+cache.put_many([(sys.argv[3], True, "m", "v1", "q", "g", "p", None, None, None)])
+"""
+
+
+def test_many_processes_can_create_the_cache_at_once(tmp_path: Path) -> None:
+    # RL reward workers start together on a fresh cache; switching it to WAL made some of them
+    # fail at once with "database is locked" instead of waiting their turn.
+    for trial in range(3):
+        cache, go = tmp_path / f"new{trial}.sqlite", tmp_path / f"go{trial}"
+        procs = [subprocess.Popen([sys.executable, "-c", OPENER, str(cache), str(go), f"k{i}"],
+                                  stderr=subprocess.PIPE, text=True) for i in range(8)]
+        time.sleep(0.5)  # let them reach the starting line; a late one still has to open beside the others
+        go.touch()
+        errors = [p.communicate(timeout=120)[1] for p in procs]
+        assert all(p.returncode == 0 for p in procs), [e for e in errors if e][:1]
+        assert len(JudgeCache(cache)) == 8
