@@ -56,6 +56,7 @@ _ZH_AFTER_YES = re.compile(r"不|没|否|非|无|但|不过|可是|然而|也许
 _ZH_AFTER_NO = re.compile(r"是的|对的|正确|但|不过|可是|然而|也许|可能|或许|大概|不确定|不一定")
 _ZH_END = re.compile(r"[,，。.!！;；\s]|$")
 _SPACES = re.compile(r"\s+")
+_ONE_SEPARATOR = re.compile(r"([-−])?(\d{1,3})([.,])(\d{3})")
 _SHORT_SENTENCE = 100  # characters: "There are 12 apples in the picture." is read, a paragraph is not
 
 
@@ -186,7 +187,10 @@ def _by_number(prediction: str, core: str, gt: str, _o: Sequence[str] | None, to
     if said is not None:
         if gold.same_unit(said) is False:
             return None  # 5 m vs 500 cm: the judge converts
-        return _number_verdict(numbers_agree(gold, said, tol), "number")
+        agree = numbers_agree(gold, said, tol)
+        if agree is False and _other_convention(core) == gold.value:
+            return Verdict(None, "number_unsure")  # "1.000" is 1000 where "." groups thousands, "1,500" is 1.5
+        return _number_verdict(agree, "number")
     if looks_like_math(core) or _UNSURE_NUMBER.search(core) or len(core) > _SHORT_SENTENCE:
         return None  # in a long text the one number may count something else: the judge reads it
     numbers = numbers_in(core)
@@ -197,6 +201,15 @@ def _by_number(prediction: str, core: str, gt: str, _o: Sequence[str] | None, to
     if len({x.unit for x in numbers or ()} - {None}) > 1 or gold.same_unit(q) is False:
         return None  # "12 mm" in the sentence, "12 cm" in the reference
     return _number_verdict(numbers_agree(gold, q, tol), "number_in_text")
+
+
+def _other_convention(text: str) -> float | None:
+    """The value of "1.000" / "1,500" read with the other decimal convention (1000 / 1.5)."""
+    m = _ONE_SEPARATOR.fullmatch(text.strip())
+    if m is None:
+        return None
+    sign = -1 if m.group(1) else 1
+    return sign * (float(m.group(2) + m.group(4)) if m.group(3) == "." else float(f"{m.group(2)}.{m.group(4)}"))
 
 
 def _number_verdict(agree: bool | None, rule: str) -> Verdict:

@@ -175,6 +175,8 @@ ADVERSARIAL: list[tuple[str, str, str, list[str] | None, bool | None]] = [
     (Q, "A", "It is not A; the answer is A", None, None),
     (Q, "C", "The answer is D, not C.", None, False),
     (Q, "D", "The answer is D, not C.", None, True),
+    (Q, "B", "Option B is correct, option C is wrong", None, True),
+    (Q, "C", "Option B is correct, option C is wrong", None, False),
     # numbers: comparisons, hedges, ordinals, multipliers, dates, times, scores, codes
     ("How many?", "12", "more than 12", None, None),
     ("How many?", "12", "at least 12", None, None),
@@ -221,6 +223,9 @@ ADVERSARIAL: list[tuple[str, str, str, list[str] | None, bool | None]] = [
     ("What value?", "2/3", "0.67", None, None),
     ("What value?", "1.5e-3", "0.0016", None, False),
     ("What value?", "3×10^8", "300000000", None, True),
+    ("How many?", "1000", "1.000", None, None),  # a point grouping thousands (German, French…)
+    ("What value?", "1.5", "1,500", None, None),  # a decimal comma
+    ("How many?", "1500", "1,500", None, True),
     # Chinese numerals and suffixes
     ("几个？", "150", "一百五", None, True),
     ("几个？", "105", "一百零五", None, True),
