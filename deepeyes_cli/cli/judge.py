@@ -75,6 +75,14 @@ def judge(
 
     try:
         summary = judge_file(scorer, trajectories, output, rescore=rescore, on_progress=on_progress)
+    except KeyboardInterrupt:
+        progress.stop()
+        from deepeyes_cli.cli.console import print_warning
+        from deepeyes_cli.rewards.scorefile import journal_path
+
+        print_warning(f"interrupted: finished records are kept in {journal_path(output or trajectories)}; "
+                      "run the same command again to go on")
+        raise
     finally:
         progress.stop()
     (stage.run_dir.path / "judge_summary.json").write_text(json.dumps(summary.to_json(), indent=2) + "\n")
