@@ -65,11 +65,26 @@ def judge(
 
     cfg = stage.recipe.reward
     scorer = RewardScorer.from_config(cfg, default_cache_path(cfg, stage.recipe.run.cache_dir))
-    with Progress(TextColumn("judging"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  console=err_console, transient=True) as progress:
-        task = progress.add_task("judge", total=None)
-        summary = judge_file(scorer, trajectories, output, rescore=rescore,
-                             on_progress=lambda done, total: progress.update(task, completed=done, total=total))
+    progress = Progress(TextColumn("judging"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                        console=err_console, transient=True)
+    task = progress.add_task("judge", total=None)
+
+    def on_progress(done: int, total: int) -> None:
+        progress.start()  # on the first report: a file that cannot be read leaves no empty bar behind
+        progress.update(task, completed=done, total=total)
+
+    try:
+        summary = judge_file(scorer, trajectories, output, rescore=rescore, on_progress=on_progress)
+    except KeyboardInterrupt:
+        progress.stop()
+        from deepeyes_cli.cli.console import print_warning
+        from deepeyes_cli.rewards.scorefile import journal_path
+
+        print_warning(f"interrupted: finished records are kept in {journal_path(output or trajectories)}; "
+                      "run the same command again to go on")
+        raise
+    finally:
+        progress.stop()
     (stage.run_dir.path / "judge_summary.json").write_text(json.dumps(summary.to_json(), indent=2) + "\n")
     _print_summary(summary, cfg.judge.base_url is None)
 

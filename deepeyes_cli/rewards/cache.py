@@ -11,6 +11,7 @@ timeout. ``synchronous=NORMAL`` keeps commits cheap: a crash can lose the last v
 from __future__ import annotations
 
 import hashlib
+import random
 import sqlite3
 import threading
 import time
@@ -51,6 +52,30 @@ def cache_key(question: str, ground_truth: str, prediction: str, model: str, pro
     return hashlib.sha256(blob.encode("utf-8", "surrogatepass")).hexdigest()
 
 
+def _open(path: Path, busy_timeout_s: float) -> sqlite3.Connection:
+    """Connect, switch to WAL and create the table. Several processes opening a new file at
+    once (RL reward workers starting together) can get "database is locked" straight away:
+    switching the journal mode is a lock upgrade SQLite refuses instead of waiting (it could
+    deadlock), so the whole step is tried again for up to ``busy_timeout_s``."""
+    deadline = time.monotonic() + busy_timeout_s
+    while True:
+        db = sqlite3.connect(str(path), timeout=busy_timeout_s, check_same_thread=False, isolation_level=None)
+        try:
+            if db.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":  # WAL persists in the file
+                db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute(_SCHEMA)
+            return db
+        except sqlite3.OperationalError as e:
+            db.close()
+            if "locked" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(random.uniform(0.01, 0.05))
+        except BaseException:
+            db.close()
+            raise
+
+
 class JudgeCache:
     """Persistent verdicts. Safe across threads (one connection, a lock) and processes (SQLite)."""
 
@@ -58,14 +83,11 @@ class JudgeCache:
         self.path = Path(path).expanduser()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(str(self.path), timeout=busy_timeout_s, check_same_thread=False,
-                                       isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute(_SCHEMA)
+            self._db = _open(self.path, busy_timeout_s)
         except (OSError, sqlite3.Error) as e:
             raise JudgeError(f"cannot open the judge cache {self.path}: {e}",
-                             hint="set reward.cache_path to a writable file") from e
+                             hint="set reward.cache_path to a writable file; a damaged one can be moved aside "
+                                  "(its verdicts are asked again)") from e
         self._lock = threading.Lock()
 
     def get_many(self, keys: Sequence[str]) -> dict[str, CachedVerdict]:

@@ -30,6 +30,8 @@ class SourceRule(Section):
     answer_length_limit: bool = Field(True, description="Apply reward.answer_char_limit (anti judge-hacking).")
     judge_prompt: JudgePrompt = Field("answer", description="`answer` (general) or `math` (equivalence).")
     matching: Matching | None = Field(None, description="Overrides reward.matching.")
+    alternatives: bool = Field(True, description='A ground truth "A or B" accepts either (RealX-Bench); off for '
+                                                 'math, where "x = 2 or x = 3" is one answer.')
 
 
 # The original's dispatch (RL/verl/utils/reward_score/__init__.py). Entries given in a recipe
@@ -37,7 +39,7 @@ class SourceRule(Section):
 # changes one field and keeps the rest of the table.
 DEFAULT_SOURCES: dict[str, dict[str, Any]] = {
     "perception": {},
-    "reason": {"answer_length_limit": False, "judge_prompt": "math"},
+    "reason": {"answer_length_limit": False, "judge_prompt": "math", "alternatives": False},
     "search": {"tool_call_tags": True, "search_penalty": True},
     "vstar-test": {"accuracy_weight": 1.0, "format_weight": 0.0, "answer_length_limit": False},
     "*": {},  # anything else (benchmarks, custom data): scored like perception
@@ -58,7 +60,8 @@ class JudgeConfig(Section):
     timeout_s: float = Field(120.0, gt=0, description="Per-request time-out.")
     temperature: float = Field(0.0, ge=0, description="0 keeps verdicts repeatable (the original used 0.3).")
     max_tokens: int = Field(1024, ge=16)
-    prompt_version: str = Field("v1", description="Part of the cache key: bump it when the prompts change.")
+    prompt_version: str = Field("v1", description="Part of the cache key (with a digest of the prompt text): bump "
+                                                  "it to ask again what was judged before.")
     input_price_per_mtok: float = Field(0.0, ge=0, description="USD per million prompt tokens, for the summary.")
     output_price_per_mtok: float = Field(0.0, ge=0, description="USD per million completion tokens.")
 
@@ -66,6 +69,13 @@ class JudgeConfig(Section):
     @classmethod
     def _empty_is_unset(cls, v: str | None) -> str | None:
         return v or None  # `${VAR:-}` with VAR unset gives ""
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("http://", "https://")):
+            raise ValueError(f"{v!r} is not an http(s) URL, e.g. http://judge-host:18901/v1")
+        return v
 
 
 class RewardConfig(Section):
@@ -78,7 +88,9 @@ class RewardConfig(Section):
                                                    "text after the answer) that the original did not check.")
     matching: Matching = Field("rules+judge", description="`rules+judge`, `rules` (never call a judge), "
                                                           "`judge` (judge every answer, as the original did).")
-    numeric_rel_tol: float = Field(0.01, ge=0, description="Relative tolerance when either number has decimals.")
+    numeric_rel_tol: float = Field(
+        0.0, ge=0, description="Extra relative tolerance for decimals, beyond agreeing at the reference's "
+                               "precision (0.05: ChartQA's relaxed accuracy). Integers always match exactly.")
     sources: dict[str, SourceRule] = Field(
         default_factory=lambda: {k: SourceRule(**v) for k, v in DEFAULT_SOURCES.items()},
         description="Per-data_source rules; keys are names or globs (`browsecomp-*`), `*` is the fallback.")

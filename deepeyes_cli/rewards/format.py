@@ -9,8 +9,9 @@ original's verdict, because the observation templates contain none of the counte
 code result is ``Code execution result:…``; a search result is wrapped in
 ``<tool_response>``, which no rule counts) and the prefilled ``<think>`` is counted either
 way. Where the two differ is when a tool's *content* holds a tag (a web page or a printed
-string with ``<think>`` or ``<answer>`` in it): the original's verdict then depended on
-text the model did not write; ours does not.
+string with ``<think>`` or ``<code>`` in it), and after a malformed turn our loop corrects
+(the original ended the episode; the correction names the tags): the original's verdict
+would then depend on text the model did not write; ours does not.
 
 The original's rules (each one a named violation, each one costs the format term):
 

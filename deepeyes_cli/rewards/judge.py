@@ -4,16 +4,22 @@ A verdict comes back only when the reply's last line is ``VERDICT: CORRECT`` or
 ``VERDICT: INCORRECT`` (markdown decoration allowed); anything else is asked again up to
 ``parse_retries`` times. Time-outs, connection errors, 429 and 5xx are retried with
 exponential backoff. A request that still fails is *unjudged* (``correct=None`` with the
-reason), never a silent "wrong". A bad key or an unknown model raises `JudgeError`: no
-retry fixes configuration.
+reason), never a silent "wrong". Once one request has spent all its retries on an endpoint
+that does not answer at all (connection refused, 5xx), requests are unjudged at once for
+``backoff_max_s`` instead of each waiting through its own retries (a file of 10,000 records
+against a dead endpoint takes seconds, not hours); then the endpoint is tried again. A reply that is not a chat
+completion (an HTML error page, a body without ``choices``) is unjudged too. A bad key or
+an unknown model raises `JudgeError`: no retry fixes configuration.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import random
 import re
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +34,6 @@ Rules:
 harmless extra explanation do not matter.
 - Multiple choice: the candidate is right when it picks the same option, by letter or by the \
 option's text.
-- If the reference lists alternatives joined by "or", matching any one of them is enough.
 - The candidate is wrong when it hedges between answers, gives several different answers, \
 refuses, or covers only part of what the reference requires.
 - Question and answers may be in any language (Chinese, English, …); apply the same rules.
@@ -40,6 +45,7 @@ SYSTEM_PROMPTS: dict[str, str] = {
         "You grade answers to questions about images and the world. You receive a question, the "
         "reference answer, and a candidate answer written by a model. Decide whether the candidate "
         "gives the same answer as the reference.\n" + _COMMON_RULES +
+        "- If the reference lists alternatives joined by \"or\", matching any one of them is enough.\n"
         "- Numbers must agree up to the precision the reference shows.\n"
         "Reason in a few short sentences if needed, then finish with one last line that is exactly "
         "`VERDICT: CORRECT` or `VERDICT: INCORRECT`."),
@@ -49,11 +55,14 @@ SYSTEM_PROMPTS: dict[str, str] = {
         "mathematically equivalent to the reference.\n" + _COMMON_RULES +
         "- Equivalent forms count as the same answer (1/2 = 0.5 = \\frac{1}{2}; x = 5 and 5; the same "
         "set or interval written differently). An approximation counts only if the reference is one.\n"
+        "- A reference with several solutions (x = 2 or x = 3) needs all of them.\n"
         "Reason in a few short sentences if needed, then finish with one last line that is exactly "
         "`VERDICT: CORRECT` or `VERDICT: INCORRECT`."),
 }
 USER_TEMPLATE = ("Question:\n{question}\n\nReference answer:\n{ground_truth}\n\n"
                  "Candidate answer:\n<candidate>\n{prediction}\n</candidate>")
+_PROMPT_DIGESTS = {name: hashlib.sha256((text + USER_TEMPLATE).encode()).hexdigest()[:8]
+                   for name, text in SYSTEM_PROMPTS.items()}
 _THINK = re.compile(r"<think>.*?</think>", re.S)
 _VERDICT_LINE = re.compile(r"^[\W_]*verdict[\W_]*:[\W_]*(correct|incorrect)[\W_]*$", re.I)
 
@@ -75,7 +84,9 @@ class JudgeRequest:
     def messages(self) -> list[dict[str, str]]:
         return [{"role": "system", "content": SYSTEM_PROMPTS[self.prompt]},
                 {"role": "user", "content": USER_TEMPLATE.format(
-                    question=self.question, ground_truth=self.ground_truth, prediction=self.prediction)}]
+                    question=self.question, ground_truth=self.ground_truth,
+                    # the candidate cannot close its own fence and add text of ours after it
+                    prediction=self.prediction.replace("</candidate>", "<\\/candidate>"))}]
 
 
 @dataclass
@@ -107,12 +118,24 @@ class Judge:
         self.cache = cache
         self.stats = JudgeStats()
         self._model: str | None = config.model
+        self._down: tuple[str, float] | None = None  # (why, until when) the endpoint is taken as down
 
     def prompt_version(self, prompt: JudgePrompt) -> str:
-        return f"{self.config.prompt_version}/{prompt}"
+        """The recipe's version, the prompt's name and a digest of its text: editing a prompt
+        never serves verdicts cached under the old wording."""
+        return f"{self.config.prompt_version}/{prompt}-{_PROMPT_DIGESTS[prompt]}"
 
     def _key(self, r: JudgeRequest, model: str) -> str:
         return cache_key(r.question, r.ground_truth, r.prediction, model, self.prompt_version(r.prompt))
+
+    def remember(self, model: str, verdicts: Iterable[tuple[JudgeRequest, bool]], *, reply: str | None = None,
+                 tokens: tuple[int | None, int | None] = (None, None)) -> None:
+        """Store verdicts in the cache (one transaction) as if ``model`` had given them: what the
+        judge answers, or verdicts known otherwise (human labels, a benchmark's own)."""
+        if self.cache is None:
+            return
+        self.cache.put_many([(self._key(req, model), correct, model, self.prompt_version(req.prompt), req.question,
+                              req.ground_truth, req.prediction, reply, *tokens) for req, correct in verdicts])
 
     async def judge_many(self, requests: Sequence[JudgeRequest],
                          on_result: Callable[[int, JudgeResult], None] | None = None) -> list[JudgeResult]:
@@ -229,9 +252,13 @@ class Judge:
         cfg = self.config
         failures = parse_failures = 0
         while True:
+            if self._down is not None and time.monotonic() < self._down[1]:
+                return self._unjudged(model, self._down[0])
             temperature = cfg.temperature if parse_failures == 0 else max(cfg.temperature, 0.7)
             try:
                 async with sem:
+                    if self._down is not None and time.monotonic() < self._down[1]:
+                        return self._unjudged(model, self._down[0])  # found down while waiting for a slot
                     self.stats.calls += 1
                     resp = await client.chat.completions.create(
                         model=model, messages=req.messages(), temperature=temperature, max_tokens=cfg.max_tokens)
@@ -240,17 +267,24 @@ class Judge:
             except (openai.APITimeoutError, openai.APIConnectionError, openai.RateLimitError,
                     openai.InternalServerError) as e:
                 if failures >= cfg.max_retries:
-                    return self._unjudged(model, f"gave up after {failures + 1} attempts: {_describe(e)}")
+                    why = f"gave up after {failures + 1} attempts: {_describe(e)}"
+                    if not isinstance(e, (openai.APITimeoutError, openai.RateLimitError)):
+                        self._down = (f"the judge endpoint is not answering ({why})",
+                                      time.monotonic() + cfg.backoff_max_s)
+                    return self._unjudged(model, why)
                 failures += 1
                 self.stats.retries += 1
                 await asyncio.sleep(self._backoff(failures, e))
                 continue
             except openai.APIStatusError as e:  # another 4xx: this request cannot succeed
                 return self._unjudged(model, _describe(e))
-            reply = (resp.choices[0].message.content or "") if resp.choices else ""
-            if resp.usage is not None:
-                self.stats.prompt_tokens += resp.usage.prompt_tokens or 0
-                self.stats.completion_tokens += resp.usage.completion_tokens or 0
+            except (openai.OpenAIError, ValueError) as e:  # a 200 whose body the SDK cannot read (HTML, bad JSON)
+                return self._unjudged(model, f"the judge's reply is not a chat completion: {_describe(e)}")
+            reply, prompt_tokens, completion_tokens = _read_completion(resp)
+            self.stats.prompt_tokens += prompt_tokens
+            self.stats.completion_tokens += completion_tokens
+            if reply is None:
+                return self._unjudged(model, f"the judge's reply is not a chat completion: {str(resp)[:80]!r}")
             verdict = parse_verdict(reply)
             if verdict is None:
                 if parse_failures >= cfg.parse_retries:
@@ -258,17 +292,28 @@ class Judge:
                 parse_failures += 1
                 self.stats.retries += 1
                 continue
-            if self.cache is not None:
-                usage = resp.usage
-                self.cache.put_many([(self._key(req, model), verdict, model, self.prompt_version(req.prompt),
-                                      req.question, req.ground_truth, req.prediction, reply,
-                                      usage.prompt_tokens if usage else None,
-                                      usage.completion_tokens if usage else None)])
+            self.remember(model, [(req, verdict)], reply=reply, tokens=(prompt_tokens, completion_tokens))
             return JudgeResult(verdict, model, reply=reply)
 
     def _unjudged(self, model: str, why: str, reply: str | None = None) -> JudgeResult:
         self.stats.unjudged += 1
         return JudgeResult(None, model, error=why, reply=reply)
+
+
+def _read_completion(resp: Any) -> tuple[str | None, int, int]:
+    """(reply text, prompt tokens, completion tokens) of a chat completion, whatever the
+    server sent: the text is None when the body is not a chat completion at all, and "" when
+    the message has no text (a refusal, a tool call)."""
+    try:
+        content = resp.choices[0].message.content
+    except (AttributeError, IndexError, KeyError, TypeError):
+        return None, 0, 0
+    usage = getattr(resp, "usage", None)
+    counts = [getattr(usage, name, None) for name in ("prompt_tokens", "completion_tokens")]
+    prompt, completion = (n if isinstance(n, int) and n >= 0 else 0 for n in counts)
+    if content is None:
+        return "", prompt, completion
+    return (content if isinstance(content, str) else None), prompt, completion
 
 
 def _describe(e: Exception) -> str:

@@ -17,27 +17,47 @@ import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from deepeyes_cli.rewards.choices import gold_letters, letter_of_text, options_from_question, read_choice
-from deepeyes_cli.rewards.mathcheck import looks_like_math, math_equal
-from deepeyes_cli.rewards.normalize import (
-    Quantity,
-    answer_core,
-    normalize_text,
-    numbers_agree,
-    numbers_in,
-    parse_quantity,
+from deepeyes_cli.rewards.choices import (
+    gold_letters,
+    letter_of_text,
+    options_from_question,
+    read_choice,
+    strip_option_label,
 )
+from deepeyes_cli.rewards.mathcheck import looks_like_math, math_equal
+from deepeyes_cli.rewards.normalize import all_boxed, answer_core, normalize_text
+from deepeyes_cli.rewards.numbers import Quantity, numbers_agree, numbers_in, parse_quantity
 
 _ALTERNATIVES = re.compile(r"\s+or\s+|\s*或者?\s*", re.I)
-_NEGATION = re.compile(r"(?i:\b(?:not|no|never|neither|nor|isn't|aren't|wasn't|weren't|cannot|can't|"
-                       r"except|without)\b)|不是|不|没有|并非|非|除了")
-_SCALE_WORDS = re.compile(r"(?i:\b(?:hundred|thousand|million|billion|trillion|k|m|bn|dozen)\b)|[百千万亿]")
+# Words that make "the one number in a sentence" unsafe to take as the answer: negations,
+# hedges, comparisons, ranges and scales ("not 12", "about 12", "more than 12", "12 or so",
+# "12 million", "3个以上", "大约3个").
+_UNSURE_NUMBER = re.compile(
+    r"(?i:\b(?:not|no|never|neither|nor|isn't|aren't|wasn't|weren't|cannot|can't|except|without|wrong|"
+    r"incorrect|false|about|around|approximately|approx|roughly|nearly|almost|over|under|above|below|more|"
+    r"less|fewer|greater|larger|smaller|higher|lower|least|most|up|between|within|minus|negative|plus|"
+    r"maybe|perhaps|probably|possibly|likely|unlikely|guess|estimate|estimated|doubt|unsure|uncertain|or|"
+    r"either|range|hundred|thousand|million|billion|trillion|k|m|bn|dozen|dozens|times)\b)"
+    r"|不|没有|并非|非|除了|约|大概|左右|上下|以上|以下|以内|多|余|超过|至少|最多|将近|接近|几|少于|大于|小于|"
+    r"高于|低于|也许|可能|或|错|[百千万亿]|[<>≤≥~≈±+?？]")
 _YES_EN = frozenset({"yes", "yeah", "yep", "true", "correct", "right"})
 _NO_EN = frozenset({"no", "nope", "false", "incorrect", "wrong"})
+# After a leading yes/no, words that turn it into a hedge or its opposite ("Yes, but…",
+# "No doubt", "Yes, it isn't").
+_HEDGE_EN = frozenset({"but", "however", "although", "though", "sure", "idea", "doubt", "maybe", "perhaps",
+                       "partly", "partially", "problem", "question", "wonder", "matter", "way", "wait",
+                       "actually"})
+# The words that may follow "yes"/"no" without a comma and keep it a plain answer ("No it is not").
+_PLAIN_NEXT = frozenset({"it", "it's", "its", "there", "there's", "they", "he", "she", "this", "that", "the",
+                         "i", "we", "you"})
 _YES_ZH = ("是的", "对的", "正确", "可以", "是", "对", "有", "能", "会")
 _NO_ZH = ("不是", "不对", "不正确", "错误", "没有", "不能", "不会", "不可以", "否", "错", "无", "不")
+_ZH_AFTER_YES = re.compile(r"不|没|否|非|无|但|不过|可是|然而|也许|可能|或许|大概|不确定|不一定")
+_ZH_AFTER_NO = re.compile(r"是的|对的|正确|但|不过|可是|然而|也许|可能|或许|大概|不确定|不一定")
 _ZH_END = re.compile(r"[,，。.!！;；\s]|$")
 _SPACES = re.compile(r"\s+")
+_ONE_SEPARATOR = re.compile(r"([-−])?(\d{1,3})([.,])(\d{3})")
+_SHORT_SENTENCE = 100  # characters: "There are 12 apples in the picture." is read, a paragraph is not
 
 
 @dataclass(frozen=True)
@@ -47,17 +67,21 @@ class Verdict:
 
 
 def match_answer(prediction: str, ground_truth: str, *, question: str = "",
-                 choices: Sequence[str] | None = None, rel_tol: float = 0.01) -> Verdict:
-    """Compare a model's answer with the reference answer by rules."""
+                 choices: Sequence[str] | None = None, rel_tol: float = 0.0, alternatives: bool = True) -> Verdict:
+    """Compare a model's answer with the reference answer by rules. With ``alternatives`` a
+    ground truth "A or B" accepts either one."""
     core = answer_core(prediction)
     if not core:
         return Verdict(False, "empty_answer")
+    if "boxed" in prediction and len({_SPACES.sub("", b) for b in all_boxed(prediction)}) > 1:
+        return Verdict(None, "several_boxed")  # "\boxed{A} or \boxed{B}": the judge reads it
     options = tuple(choices) if choices else options_from_question(question) if question else None
     whole = _match_one(prediction, core, ground_truth, options, rel_tol)
-    alternatives = [a for a in _ALTERNATIVES.split(ground_truth.strip()) if a.strip()]
-    if whole.correct is True or len(alternatives) < 2:
+    parts = [a for a in _ALTERNATIVES.split(ground_truth.strip()) if a.strip()] if alternatives else []
+    # "x=2 or x=3" is one answer (a solution set), not two acceptable ones.
+    if whole.correct is True or len(parts) < 2 or any(looks_like_math(a.strip()) for a in parts):
         return whole
-    verdicts = [_match_one(prediction, core, alt, options, rel_tol) for alt in alternatives]
+    verdicts = [_match_one(prediction, core, alt, options, rel_tol) for alt in parts]
     for v in verdicts:
         if v.correct:
             return Verdict(True, f"alternatives:{v.rule}")
@@ -79,6 +103,10 @@ def _match_one(prediction: str, core: str, ground_truth: str, options: Sequence[
             return Verdict(True, "exact")
         same = math_equal(gt_core, core)
         return Verdict(None, "no_rule") if same is None else Verdict(same, "math")
+    if parse_quantity(gt_core) is not None:
+        return Verdict(None, "no_rule")  # the number rule declined (">12", "≈12"): text equality must not decide
+    if core.casefold() == gt_core.casefold():
+        return Verdict(True, "exact")  # "a" is the answer here, not an article to fold away
     npred = normalize_text(core)
     if npred and npred == normalize_text(gt_core):
         return Verdict(True, "exact")
@@ -93,8 +121,15 @@ def _by_choice(prediction: str, core: str, gt: str, options: Sequence[str] | Non
     if gold is None:
         return None
     read = read_choice(prediction)
-    if read.picked and not (read.picked & read.rejected):
-        return Verdict(read.picked == gold, "choice_letter")
+    if read.picked:
+        # "(B) No" where option B is "No" is a plain pick, though "No" alone would sound like doubt.
+        spelled_out = options is not None and \
+            frozenset(letter_of_text(strip_option_label(core), options) or "") == read.picked
+        if not read.others and (not read.unsure or spelled_out):
+            return Verdict(read.picked == gold, "choice_letter")
+        if gold.isdisjoint(read.picked | read.others):
+            return Verdict(False, "choice_letter")  # whatever it settles on, it never names the answer
+        return Verdict(None, "choice_unsure")  # "A or B", "Answer: A. Wait, actually B."
     if options:
         letter = letter_of_text(core, options)
         if letter:
@@ -112,15 +147,27 @@ def _yes_no(text: str, whole: bool) -> bool | None:
         if whole and len(words) > 1:
             return None
         yes, no = first in _YES_EN, first in _NO_EN
-        # "Yes, but no …" or "No idea" is a hedge; "No, it is not." is a plain no.
-        if (yes or no) and not (set(words[1:]) & ((_NO_EN | {"not"} if yes else _YES_EN) | {"sure", "idea"})):
-            return yes
-        if words and s[:1].isascii():
-            return None
+        if not (yes or no) or not s.startswith(first):
+            return None if s[:1].isascii() else _yes_no_zh(s, whole)
+        after = s[len(first):]
+        if after and after[0] not in " ,.!;:":
+            return None  # "yes-ish", "yes/no", "no?"
+        if len(words) > 1 and after[0] == " " and words[1] not in _PLAIN_NEXT:
+            return None  # "No doubt", "No problem", "Yes please": not a plain answer
+        rest = set(words[1:])
+        # "Yes, but…", "Yes, it isn't", "No, that's right" are hedges or contradictions.
+        against = (_NO_EN | {"not", "never", "neither", "nor", "cannot"} | {w for w in rest if w.endswith("n't")}
+                   if yes else _YES_EN)
+        return None if rest & (against | _HEDGE_EN) else yes
+    return _yes_no_zh(s, whole)
+
+
+def _yes_no_zh(s: str, whole: bool) -> bool | None:
     for answer, keys in ((False, _NO_ZH), (True, _YES_ZH)):  # 不是 before 是
         for k in keys:
             if s.startswith(k) and _ZH_END.match(s, len(k)) and (not whole or len(s) == len(k)):
-                return answer
+                # "是，但也不是", "不是，但…": the rest takes it back
+                return None if (_ZH_AFTER_YES if answer else _ZH_AFTER_NO).search(s, len(k)) else answer
     return None
 
 
@@ -140,11 +187,30 @@ def _by_number(prediction: str, core: str, gt: str, _o: Sequence[str] | None, to
     if said is not None:
         if gold.same_unit(said) is False:
             return None  # 5 m vs 500 cm: the judge converts
-        return Verdict(numbers_agree(gold, said, tol), "number")
-    if looks_like_math(core) or _NEGATION.search(core) or _SCALE_WORDS.search(core):
-        return None
-    found: dict[float, Quantity] = {q.value: q for q in numbers_in(core)}
+        agree = numbers_agree(gold, said, tol)
+        if agree is False and _other_convention(core) == gold.value:
+            return Verdict(None, "number_unsure")  # "1.000" is 1000 where "." groups thousands, "1,500" is 1.5
+        return _number_verdict(agree, "number")
+    if looks_like_math(core) or _UNSURE_NUMBER.search(core) or len(core) > _SHORT_SENTENCE:
+        return None  # in a long text the one number may count something else: the judge reads it
+    numbers = numbers_in(core)
+    found: dict[float, Quantity] = {q.value: q for q in numbers or ()}
     if len(found) != 1:
-        return None  # none (words?) or several ("between 10 and 12"): the judge reads it
+        return None  # none, unreadable ("12th", a date) or several ("10 to 12"): the judge reads it
     (q,) = found.values()
-    return Verdict(numbers_agree(gold, q, tol), "number_in_text")
+    if len({x.unit for x in numbers or ()} - {None}) > 1 or gold.same_unit(q) is False:
+        return None  # "12 mm" in the sentence, "12 cm" in the reference
+    return _number_verdict(numbers_agree(gold, q, tol), "number_in_text")
+
+
+def _other_convention(text: str) -> float | None:
+    """The value of "1.000" / "1,500" read with the other decimal convention (1000 / 1.5)."""
+    m = _ONE_SEPARATOR.fullmatch(text.strip())
+    if m is None:
+        return None
+    sign = -1 if m.group(1) else 1
+    return sign * (float(m.group(2) + m.group(4)) if m.group(3) == "." else float(f"{m.group(2)}.{m.group(4)}"))
+
+
+def _number_verdict(agree: bool | None, rule: str) -> Verdict:
+    return Verdict(agree, rule if agree is not None else f"{rule}_unsure")

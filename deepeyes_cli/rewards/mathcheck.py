@@ -14,18 +14,23 @@ from functools import lru_cache
 from typing import Any
 
 MAX_MATH_CHARS = 200
-_LATEX_CUE = re.compile(r"\\[a-zA-Z]+|\^|_\{|\$|\\[(\[{]")
+_LATEX_CUE = re.compile(r"\\[a-zA-Z]+|\^|_\{|\$[^$]+\$|\\[(\[{]")  # a lone "$" is a price
 _EXPRESSION = re.compile(r"^[\w\s+\-*/().,=^<>≤≥π√·×÷\[\]{}]+$")
 _OPERATOR_BETWEEN = re.compile(r"[\w)\]]\s*[+\-*/=^<>≤≥·×÷]\s*[\w(\[\\]|^\s*[(\[].*,.*[)\]]\s*$")
 _WORD = re.compile(r"[A-Za-z]{3,}|[\u3400-\u9fff]")
 _LATEX_CMD = re.compile(r"\\[a-zA-Z]+")
+# Hyphens and slashes between plain numbers are dates, scores, phone numbers, versions and
+# model names ("2023-01-02", "3-1", "555-1234", "F-16"), not subtraction: "3-2" is not "2-1".
+_NOT_EXPRESSION = re.compile(r"^\s*(?:\d+(?:\s*[-–/.:]\s*\d+){2,}|\d+(?:\s*[-–]\s*\d+)+|[A-Z]{1,3}-\d+)\s*$")
+_DEGREES = re.compile(r"°|\\circ|\bdeg")
+_APPROXIMATE = re.compile(r"\\approx|≈|\\sim|~")  # "\approx 3" is not "3": the judge decides
 _FUNCTIONS = frozenset({"sin", "cos", "tan", "cot", "sec", "csc", "log", "exp", "sqrt", "arcsin", "arccos",
                         "arctan", "sinh", "cosh", "tanh", "max", "min", "abs"})  # "new-york" is prose, not math
 
 
 def looks_like_math(text: str) -> bool:
     """LaTeX, or an expression with an operator ("2x+1", "x = 5", "(1, 2]")."""
-    if len(text) > MAX_MATH_CHARS:
+    if len(text) > MAX_MATH_CHARS or _NOT_EXPRESSION.match(text):
         return False
     if _LATEX_CUE.search(text):
         return True
@@ -85,6 +90,10 @@ def math_equal(ground_truth: str, prediction: str) -> bool | None:
     that parsed; None when it cannot tell (prose, parse failure, too long)."""
     if len(ground_truth) > MAX_MATH_CHARS or len(prediction) > MAX_MATH_CHARS:
         return None
+    if _APPROXIMATE.search(prediction) and not _APPROXIMATE.search(ground_truth):
+        return None
+    if bool(_DEGREES.search(ground_truth)) != bool(_DEGREES.search(prediction)):
+        return None  # 60° vs \frac{\pi}{3}: math-verify does not convert degrees to radians
     g, p = quick_number(ground_truth), quick_number(prediction)
     if g is not None and p is not None:  # math-verify's own rule: equal after rounding to 6 places
         return abs(g - p) <= Fraction(1, 10**6) * max(Fraction(1), abs(g))

@@ -101,7 +101,8 @@ class RewardScorer:
         else:
             if matching != "judge":
                 prep.verdict = match_answer(fmt.answer, sample.answer, question=sample.question,
-                                            choices=sample.choices, rel_tol=cfg.numeric_rel_tol)
+                                            choices=sample.choices, rel_tol=cfg.numeric_rel_tol,
+                                            alternatives=rule.alternatives)
             if prep.verdict is None or prep.verdict.correct is None:
                 if matching == "rules":
                     prep.unscorable = "no matching rule was confident and reward.matching is `rules`"

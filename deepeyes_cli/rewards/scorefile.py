@@ -3,16 +3,21 @@
 Finished records are appended (one flushed line each) to a journal beside the output,
 ``<output>.judging.jsonl``. A run killed at any point (kill -9 included) leaves the input
 untouched and the journal holding every finished record; the next run reads the journal
-and scores only what is missing. When all records are done the output is written to a
-temporary file and renamed over the target (atomic), then the journal is removed. Records
+and scores only what is missing. Journal entries carry a digest of the scoring settings, so
+a run with other weights or another judge does not pick up the old verdicts. When all
+records are done the output is written to a temporary file and renamed over the target
+(atomic), then the journal is removed; if the input changed meanwhile (a writer still
+appending to it), scoring in place stops instead of dropping the new records. Records
 already carrying a reward are kept unless ``rescore``; unjudged ones are tried again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
+import shutil
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -24,6 +29,7 @@ from filelock import FileLock, Timeout
 
 from deepeyes_cli.agent.trajectory import Trajectory, read_jsonl
 from deepeyes_cli.errors import InputError
+from deepeyes_cli.rewards.config import RewardConfig
 from deepeyes_cli.rewards.reward import RewardBreakdown, RewardScorer
 
 CHUNK = 512  # records prepared and judged together; the journal is fsynced after each chunk
@@ -95,7 +101,18 @@ def journal_path(output: Path) -> Path:
     return output.with_name(output.name + ".judging.jsonl")
 
 
-def _read_journal(path: Path) -> dict[int, tuple[str, dict[str, Any]]]:
+# Settings that only change how the judge is reached, not what a verdict is.
+_TRANSPORT = {"concurrency", "max_retries", "backoff_s", "backoff_max_s", "parse_retries", "timeout_s",
+              "base_url", "api_key", "input_price_per_mtok", "output_price_per_mtok"}
+
+
+def scoring_digest(config: RewardConfig) -> str:
+    """A short digest of the settings a reward depends on (weights, rules, judge model, prompts)."""
+    data = config.model_dump(mode="json", exclude={"cache_path": True, "judge": _TRANSPORT})
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _read_journal(path: Path, digest: str) -> dict[int, tuple[str, dict[str, Any]]]:
     done: dict[int, tuple[str, dict[str, Any]]] = {}
     if not path.exists():
         return done
@@ -104,6 +121,8 @@ def _read_journal(path: Path) -> dict[int, tuple[str, dict[str, Any]]]:
             break  # torn last line of a killed run: that record is scored again
         try:
             entry = json.loads(line)
+            if entry.get("config") != digest:
+                continue  # scored with other settings: score it again
             done[int(entry["line"])] = (str(entry["id"]), dict(entry["reward"]))
         except (ValueError, KeyError, TypeError) as e:
             raise InputError(f"{path} is damaged: {e}",
@@ -130,21 +149,29 @@ def judge_file(scorer: RewardScorer, input_path: Path, output_path: Path | None 
         raise InputError(f"no such trajectory file: {input_path}", hint="pass a .jsonl written by the agent loop")
     output = output_path or input_path
     summary = JudgeSummary(input_path, output)
-    output.parent.mkdir(parents=True, exist_ok=True)
     lock = FileLock(str(output.with_name(output.name + ".lock")), timeout=0)
     try:
+        output.parent.mkdir(parents=True, exist_ok=True)
         lock.acquire()
     except Timeout as e:
         raise InputError(f"{output} is being scored by another process",
                          hint="wait for it to finish, or write somewhere else with -o") from e
+    except OSError as e:
+        raise InputError(f"cannot write beside {output}: {e.strerror or e}",
+                         hint="pass -o with a writable path") from e
     try:
+        before = _stat(input_path)
         try:
             trajs = list(read_jsonl(input_path))
+        except UnicodeDecodeError as e:
+            raise InputError(f"{input_path} is not UTF-8 text: {e.reason}",
+                             hint="pass a .jsonl written by the agent loop") from e
         except ValueError as e:
-            raise InputError(str(e), hint="the file must hold one trajectory record per line") from e
+            raise InputError(_one_line(str(e)), hint="the file must hold one trajectory record per line") from e
         summary.records = len(trajs)
         journal = journal_path(output)
-        finished = _read_journal(journal)
+        digest = scoring_digest(scorer.config)
+        finished = _read_journal(journal, digest)
         todo: list[int] = []
         for i, traj in enumerate(trajs):
             entry = finished.get(i)
@@ -163,7 +190,8 @@ def judge_file(scorer: RewardScorer, input_path: Path, output_path: Path | None 
             def record(i: int, b: RewardBreakdown) -> None:
                 nonlocal done
                 trajs[i].reward = b.model_dump(mode="json")
-                jf.write(f'{{"line": {i}, "id": {json.dumps(trajs[i].id)}, "reward": {b.model_dump_json()}}}\n')
+                jf.write(f'{{"line": {i}, "id": {json.dumps(trajs[i].id)}, "config": "{digest}", '
+                         f'"reward": {b.model_dump_json()}}}\n')
                 jf.flush()  # in the OS's hands: survives kill -9
                 done += 1
                 if on_progress:
@@ -171,6 +199,10 @@ def judge_file(scorer: RewardScorer, input_path: Path, output_path: Path | None 
 
             asyncio.run(_score_chunks(scorer, trajs, todo, record, lambda: os.fsync(jf.fileno())))
         summary.scored_now = len(todo)
+        if output == input_path and _stat(input_path) != before:
+            raise InputError(f"{input_path} changed while it was being scored (is something still writing to it?)",
+                             hint="re-run when the writer is done: finished records are kept in "
+                                  f"{journal.name}; or write elsewhere with -o")
         _write_output(trajs, input_path, output)
         journal.unlink(missing_ok=True)
     finally:
@@ -203,6 +235,17 @@ async def _score_chunks(scorer: RewardScorer, trajs: list[Trajectory], todo: lis
         checkpoint()
 
 
+def _stat(path: Path) -> tuple[int, int, int]:
+    st = path.stat()
+    return st.st_ino, st.st_size, st.st_mtime_ns
+
+
+def _one_line(message: str) -> str:
+    """A pydantic error spread over lines, as one line (the CLI prints one-line errors)."""
+    lines = [ln.strip() for ln in message.splitlines() if ln.strip() and "errors.pydantic.dev" not in ln]
+    return " ".join(lines)[:400]
+
+
 def _write_output(trajs: list[Trajectory], input_path: Path, output: Path) -> None:
     src_dir, dst_dir = input_path.resolve().parent, output.resolve().parent
     tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
@@ -214,6 +257,8 @@ def _write_output(trajs: list[Trajectory], input_path: Path, output: Path) -> No
                 f.write(traj.model_dump_json() + "\n")
             f.flush()
             os.fsync(f.fileno())
+        if output.exists():
+            shutil.copymode(output, tmp)  # scoring in place keeps the file's permissions
         os.replace(tmp, output)
     except BaseException:
         tmp.unlink(missing_ok=True)

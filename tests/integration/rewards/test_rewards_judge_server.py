@@ -19,6 +19,7 @@ from deepeyes_cli.rewards.judge import Judge, JudgeRequest
 from deepeyes_cli.rewards.reward import RewardScorer
 from deepeyes_cli.rewards.synthetic import answer_turn, make_trajectory
 from deepeyes_cli.testing.fake_openai import FakeOpenAI, Reply
+from deepeyes_cli.testing.servers import BackgroundServer
 
 
 def grade(body: dict[str, Any]) -> str:
@@ -30,7 +31,7 @@ def grade(body: dict[str, Any]) -> str:
 
 
 def config(fake: FakeOpenAI, **kw: Any) -> JudgeConfig:
-    return JudgeConfig(base_url=fake.base_url, api_key="x", backoff_s=0.01, backoff_max_s=0.05, **kw)
+    return JudgeConfig(**{"base_url": fake.base_url, "api_key": "x", "backoff_s": 0.01, "backoff_max_s": 0.05, **kw})
 
 
 def ask(judge: Judge, reqs: list[JudgeRequest]) -> list:
@@ -68,12 +69,51 @@ def test_retries_with_backoff_on_429_and_500(tmp_path: Path) -> None:
 
 def test_unjudged_when_the_server_keeps_failing_and_nothing_is_cached(tmp_path: Path) -> None:
     with FakeOpenAI(grade, fail_first=[500] * 3) as fake:
-        judge = Judge(config(fake, model="m", max_retries=2), JudgeCache(tmp_path / "c.sqlite"))
+        # backoff_max_s=0: no pause between tries, and the endpoint is not taken as down afterwards
+        judge = Judge(config(fake, model="m", max_retries=2, backoff_max_s=0), JudgeCache(tmp_path / "c.sqlite"))
         (r,) = ask(judge, REQS[:1])
         assert r.correct is None and "500" in (r.error or "") and len(fake.requests) == 3
         assert judge.stats.unjudged == 1
         (r,) = ask(judge, REQS[:1])  # the server is back: asked again, not served a cached failure
         assert r.correct is True and len(fake.requests) == 4
+
+
+def test_a_dead_endpoint_does_not_cost_every_batch_its_retries() -> None:
+    with FakeOpenAI(grade) as fake:
+        url = fake.base_url
+    # The server is gone (connection refused): the first batch spends its retries …
+    judge = Judge(JudgeConfig(base_url=url, model="m", max_retries=2, backoff_s=0.01, backoff_max_s=60), None)
+    first = ask(judge, [JudgeRequest("n?", str(i), str(i)) for i in range(4)])
+    assert all(r.correct is None and "Connection" in (r.error or "") for r in first)
+    calls = judge.stats.calls
+    assert 3 <= calls <= 4 * 3  # each tries at most 1 + max_retries times
+    # … and the next batches (a file is judged in chunks) are unjudged at once, asking nothing.
+    later = ask(judge, [JudgeRequest("n?", str(i), str(i)) for i in range(4, 100)])
+    assert all(r.correct is None and "not answering" in (r.error or "") for r in later)
+    assert judge.stats.calls == calls
+
+
+@pytest.mark.parametrize("body", [
+    "<html>502 Bad Gateway</html>",  # a proxy's page with status 200
+    '{"id": "x", "object": "chat.completion", "choices": [{"index": 0, "message": null}]}',
+    '{"id": "x", "object": "chat.completion", "choices": [{"index": 0, "message": {"content": 7}}]}',
+    '["VERDICT: CORRECT"]',
+    "{}",
+])
+def test_a_reply_that_is_not_a_chat_completion_is_unjudged(body: str) -> None:
+    from fastapi import FastAPI
+    from fastapi.responses import Response
+
+    app = FastAPI()
+
+    @app.post("/v1/chat/completions")
+    async def chat() -> Response:
+        return Response(body, media_type="application/json" if body[0] in "[{" else "text/html")
+
+    with BackgroundServer(app) as server:
+        judge = Judge(JudgeConfig(base_url=f"{server.url}/v1", model="m", parse_retries=0), None)
+        (r,) = ask(judge, REQS[:1])
+    assert r.correct is None and "not a chat completion" in (r.error or "")
 
 
 def test_timeout_is_unjudged(tmp_path: Path) -> None:
@@ -113,14 +153,18 @@ def test_base_url_without_v1_is_a_configuration_error() -> None:
 
 
 def test_concurrency_limit() -> None:
-    lock, state = threading.Lock(), {"now": 0, "peak": 0}
+    cond, state = threading.Condition(), {"now": 0, "peak": 0}
 
     def slow(body: dict[str, Any]) -> str:
-        with lock:
+        with cond:
             state["now"] += 1
             state["peak"] = max(state["peak"], state["now"])
-        time.sleep(0.1)
-        with lock:
+            cond.notify_all()
+            # Hold the first requests until the limit is reached (or 5 s pass): the peak then shows
+            # the limit itself however slowly a loaded machine sends them.
+            cond.wait_for(lambda: state["peak"] >= 3, timeout=5)
+        time.sleep(0.05)  # keep later requests overlapping, so more than 3 would show
+        with cond:
             state["now"] -= 1
         return grade(body)
 
@@ -128,7 +172,7 @@ def test_concurrency_limit() -> None:
     with FakeOpenAI(slow) as fake:
         judge = Judge(config(fake, model="m", concurrency=3), None)
         assert all(r.correct for r in ask(judge, reqs))
-    assert 2 <= state["peak"] <= 3
+    assert state["peak"] == 3
 
 
 def test_scorer_marks_judge_decisions_and_cache_hits(tmp_path: Path) -> None:
@@ -138,7 +182,7 @@ def test_scorer_marks_judge_decisions_and_cache_hits(tmp_path: Path) -> None:
         cfg = RewardConfig(judge=config(fake))
         first = RewardScorer(cfg, Judge(cfg.judge, JudgeCache(tmp_path / "c.sqlite"))).score(trajs)
         assert [b.decided_by for b in first] == ["judge", "rule"] and first[0].judge_model == "judge-x"
-        assert first[0].score == 1.0 and not first[0].judge_cached and first[0].prompt_version == "v1/answer"
+        assert first[0].score == 1.0 and not first[0].judge_cached and first[0].prompt_version.startswith("v1/answer-")
         second = RewardScorer(cfg, Judge(cfg.judge, JudgeCache(tmp_path / "c.sqlite"))).score(trajs)
         assert second[0].judge_cached and second[0].score == 1.0 and len(fake.requests) == 1
 
@@ -173,3 +217,29 @@ def test_cache_is_shared_across_processes(tmp_path: Path) -> None:
                              capture_output=True, text=True, timeout=120)
         assert out.returncode == 0, out.stderr
         assert out.stdout.split() == ["0", "80"] and len(fake.requests) == 80
+
+
+OPENER = """
+import sys, time
+from pathlib import Path
+from deepeyes_cli.rewards.cache import JudgeCache
+go = Path(sys.argv[2])
+while not go.exists():
+    time.sleep(0.005)
+cache = JudgeCache(sys.argv[1])
+cache.put_many([(sys.argv[3], True, "m", "v1", "q", "g", "p", None, None, None)])
+"""
+
+
+def test_many_processes_can_create_the_cache_at_once(tmp_path: Path) -> None:
+    # RL reward workers start together on a fresh cache; switching it to WAL made some of them
+    # fail at once with "database is locked" instead of waiting their turn.
+    for trial in range(3):
+        cache, go = tmp_path / f"new{trial}.sqlite", tmp_path / f"go{trial}"
+        procs = [subprocess.Popen([sys.executable, "-c", OPENER, str(cache), str(go), f"k{i}"],
+                                  stderr=subprocess.PIPE, text=True) for i in range(8)]
+        time.sleep(0.5)  # let them reach the starting line; a late one still has to open beside the others
+        go.touch()
+        errors = [p.communicate(timeout=120)[1] for p in procs]
+        assert all(p.returncode == 0 for p in procs), [e for e in errors if e][:1]
+        assert len(JudgeCache(cache)) == 8

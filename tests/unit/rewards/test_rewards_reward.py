@@ -129,3 +129,13 @@ def test_strict_format_charges_the_extra_rules() -> None:
     assert score(make_trajectory([turn], answer="B")).format == 1.0
     b = score(make_trajectory([turn], answer="B"), RewardConfig(strict_format=True))
     assert b.format == 0.0 and [v.rule for v in b.violations] == ["text_after_answer", "untagged_text"]
+
+
+def test_or_in_a_math_ground_truth_is_one_answer_not_alternatives() -> None:
+    # RealX-Bench writes acceptable alternatives as "A or B"; a math answer "2 or 3" is a solution set.
+    traj = make_trajectory([answer_turn("ok", "3")], answer="2 or 3", data_source="perception")
+    assert score(traj).accuracy == 1.0
+    b = score(make_trajectory([answer_turn("ok", "3")], answer="2 or 3", data_source="reason"))
+    assert b.accuracy is None and b.unjudged  # half the solutions: only the judge (math prompt) may decide
+    b = score(make_trajectory([answer_turn("ok", "2 or 3")], answer="2 or 3", data_source="reason"))
+    assert b.accuracy == 1.0
