@@ -59,3 +59,9 @@ class InputError(DeepeyesError):
 
 class JudgeError(DeepeyesError):
     """The LLM judge or its cache is misconfigured or unreachable in a way retries cannot fix."""
+
+
+class Interrupted(DeepeyesError):
+    """Ctrl-C, with a stage-specific hint on how to go on (exit 130, like a shell)."""
+
+    exit_code = 130

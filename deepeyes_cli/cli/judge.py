@@ -77,12 +77,11 @@ def judge(
         summary = judge_file(scorer, trajectories, output, rescore=rescore, on_progress=on_progress)
     except KeyboardInterrupt:
         progress.stop()
-        from deepeyes_cli.cli.console import print_warning
+        from deepeyes_cli.errors import Interrupted
         from deepeyes_cli.rewards.scorefile import journal_path
 
-        print_warning(f"interrupted: finished records are kept in {journal_path(output or trajectories)}; "
-                      "run the same command again to go on")
-        raise
+        raise Interrupted("interrupted", hint=f"finished records are kept in {journal_path(output or trajectories)}; "
+                                              "run the same command again to go on") from None
     finally:
         progress.stop()
     (stage.run_dir.path / "judge_summary.json").write_text(json.dumps(summary.to_json(), indent=2) + "\n")

@@ -11,7 +11,6 @@ timeout. ``synchronous=NORMAL`` keeps commits cheap: a crash can lose the last v
 from __future__ import annotations
 
 import hashlib
-import random
 import sqlite3
 import threading
 import time
@@ -20,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from deepeyes_cli.errors import JudgeError
+from deepeyes_cli.sqlitedb import connect_wal
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS verdicts (
@@ -53,27 +53,7 @@ def cache_key(question: str, ground_truth: str, prediction: str, model: str, pro
 
 
 def _open(path: Path, busy_timeout_s: float) -> sqlite3.Connection:
-    """Connect, switch to WAL and create the table. Several processes opening a new file at
-    once (RL reward workers starting together) can get "database is locked" straight away:
-    switching the journal mode is a lock upgrade SQLite refuses instead of waiting (it could
-    deadlock), so the whole step is tried again for up to ``busy_timeout_s``."""
-    deadline = time.monotonic() + busy_timeout_s
-    while True:
-        db = sqlite3.connect(str(path), timeout=busy_timeout_s, check_same_thread=False, isolation_level=None)
-        try:
-            if db.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":  # WAL persists in the file
-                db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
-            db.execute(_SCHEMA)
-            return db
-        except sqlite3.OperationalError as e:
-            db.close()
-            if "locked" not in str(e) or time.monotonic() > deadline:
-                raise
-            time.sleep(random.uniform(0.01, 0.05))
-        except BaseException:
-            db.close()
-            raise
+    return connect_wal(path, busy_timeout_s, init=lambda db: db.execute(_SCHEMA))
 
 
 class JudgeCache:

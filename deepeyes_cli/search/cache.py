@@ -31,6 +31,7 @@ from typing import Any
 
 from deepeyes_cli.errors import SearchError
 from deepeyes_cli.search.types import Hit
+from deepeyes_cli.sqlitedb import connect_wal
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS entries(
@@ -121,10 +122,7 @@ class SearchCache:
         conn = getattr(self._local, "conn", None)
         if conn is None:
             try:
-                conn = sqlite3.connect(self.path, timeout=self._timeout, isolation_level=None,
-                                       check_same_thread=False)
-                conn.execute("PRAGMA journal_mode=WAL")
-                conn.execute("PRAGMA synchronous=NORMAL")
+                conn = connect_wal(self.path, self._timeout)
             except sqlite3.Error as e:
                 raise SearchError(f"cannot open search cache {self.path}: {e}",
                                   hint="check the path and permissions; `deepeyes search cache stats` inspects it") from e
