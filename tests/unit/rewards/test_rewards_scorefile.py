@@ -82,7 +82,7 @@ def test_in_place_keeps_the_file_mode(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("content", "message"), [
     (b"[1, 2]\n", "t.jsonl:1: not a trajectory record"),
-    (b'{"id": "x"}\n', "sample Field required"),
+    (b'{"id": "x"}\n', "sample: Field required"),
     (b"\xff\xfe\x00garbage\n", "not UTF-8"),
 ])
 def test_unreadable_input_is_a_one_line_error(tmp_path: Path, content: bytes, message: str) -> None:
