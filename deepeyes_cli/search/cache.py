@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from deepeyes_cli.errors import SearchError
+from deepeyes_cli.procs import pid_alive
 from deepeyes_cli.search.types import Hit
 from deepeyes_cli.sqlitedb import connect_wal
 
@@ -75,13 +76,7 @@ def holder_alive(pid: int | None, host: str | None) -> bool:
     """Whether the process that wrote a lease or a ledger row may still be running (True when unknowable)."""
     if pid is None or host != HOST:
         return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return pid_alive(pid)
 
 
 class SearchCache:

@@ -17,14 +17,13 @@ is decided by a ``responder`` function; failures are injected by status code.
 # route functions below, which are defined inside a method.
 import asyncio
 import json
-import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from deepeyes_cli.testing.servers import BackgroundServer
+from deepeyes_cli.testing.servers import FakeService
 
 
 @dataclass
@@ -51,37 +50,18 @@ def _apply_stop(text: str, stop: Sequence[str] | str | None) -> tuple[str, str, 
     return text[:cut], ("stop" if which is not None else ""), which
 
 
-class FakeOpenAI:
+class FakeOpenAI(FakeService[int]):
     def __init__(self, responder: Responder, model: str = "fake-model", fail_first: Sequence[int] = (),
                  api_key: str | None = None) -> None:
         self.responder = responder
         self.model = model
         self.api_key = api_key
-        self._failures = list(fail_first)
-        self._lock = threading.Lock()
         self.requests: list[dict[str, Any]] = []  # every chat request body received, failures included
-        self._server = BackgroundServer(self._app())
+        super().__init__(self._app(), fail_first)  # fault = the HTTP status of the next request
 
     @property
     def base_url(self) -> str:
         return f"{self._server.url}/v1"
-
-    def start(self) -> "FakeOpenAI":
-        self._server.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.stop()
-
-    def __enter__(self) -> "FakeOpenAI":
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def _next_failure(self) -> int | None:
-        with self._lock:
-            return self._failures.pop(0) if self._failures else None
 
     def _app(self) -> Any:
         from fastapi import FastAPI, Request
@@ -112,7 +92,7 @@ class FakeOpenAI:
             denied = unauthorized(request)
             if denied is not None:
                 return denied
-            status = self._next_failure()
+            status = self._next_fault()
             if status is not None:
                 return error(status, f"injected failure {status}")
             reply = await asyncio.to_thread(self.responder, body)

@@ -40,12 +40,11 @@ import email.parser
 import email.policy
 import hashlib
 import io
-import threading
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-from deepeyes_cli.testing.servers import BackgroundServer
+from deepeyes_cli.testing.servers import FakeService
 
 UPLOAD_LIMIT = 500_000
 IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n")  # JPEG, PNG; WebP is RIFF....WEBP
@@ -78,7 +77,7 @@ def _multipart(content_type: str, body: bytes) -> dict[str, bytes]:
     return fields
 
 
-class FakeSerpAPI:
+class FakeSerpAPI(FakeService[str]):
     def __init__(self, faults: Sequence[str] = (), api_key: str | None = None, results: int = 8,
                  delay_s: float = 0.0, oversized_positions: Sequence[int] = (), echo_api_key: bool = False) -> None:
         self.api_key = api_key  # when set, other keys get a 401 like the real service
@@ -86,39 +85,16 @@ class FakeSerpAPI:
         self.delay_s = delay_s
         self.echo_api_key = echo_api_key
         self.oversized = set(oversized_positions)  # positions whose thumbnail is far over any sane size cap
-        self._faults = list(faults)
-        self._lock = threading.Lock()
         self._searches = 0
         self.calls: Counter[str] = Counter()
         self.requests: list[dict[str, str]] = []
         self.uploads: list[bytes] = []
         self.thumbnail_hits = 0
-        self._server = BackgroundServer(self._app())
+        super().__init__(self._app(), faults)
 
     @property
     def url(self) -> str:
         return self._server.url
-
-    def add_faults(self, *faults: str) -> None:
-        with self._lock:
-            self._faults.extend(faults)
-
-    def start(self) -> "FakeSerpAPI":
-        self._server.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.stop()
-
-    def __enter__(self) -> "FakeSerpAPI":
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def _next_fault(self) -> str | None:
-        with self._lock:
-            return self._faults.pop(0) if self._faults else None
 
     # ------------------------------------------------------------------ answers
 

@@ -9,7 +9,11 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, Generic, TypeVar
+
+F = TypeVar("F")
+S = TypeVar("S", bound="FakeService[Any]")
 
 
 class BackgroundServer:
@@ -46,6 +50,38 @@ class BackgroundServer:
         self._sock.close()
 
     def __enter__(self) -> BackgroundServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class FakeService(Generic[F]):
+    """Base of the fake external services (OpenAI-compatible, SerpAPI): an ASGI app served by a
+    :class:`BackgroundServer`, and a queue of injected faults the next requests take in order.
+    Subclasses set their own attributes, then call ``super().__init__(self._app(), faults)``."""
+
+    def __init__(self, app: Any, faults: Iterable[F] = ()) -> None:
+        self._lock = threading.Lock()
+        self._faults: list[F] = list(faults)
+        self._server = BackgroundServer(app)
+
+    def add_faults(self, *faults: F) -> None:
+        with self._lock:
+            self._faults.extend(faults)
+
+    def _next_fault(self) -> F | None:
+        with self._lock:
+            return self._faults.pop(0) if self._faults else None
+
+    def start(self: S) -> S:
+        self._server.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.stop()
+
+    def __enter__(self: S) -> S:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
