@@ -136,10 +136,55 @@ def setup(max_images: int, max_pixels: int) -> None:
             with open(path, "rb") as f:
                 namespace[name] = PIL.Image.frombytes(mode, (width, height), f.read())
 
+    lighten(shell)
     module = types.ModuleType("_deepeyes_sandbox")
     module.load_inputs = load_inputs  # type: ignore[attr-defined]
     sys.modules["_deepeyes_sandbox"] = module
     shell.user_ns["plt"] = plt
+
+
+def lighten(shell: Any) -> None:
+    """Spare ipykernel work that only a notebook needs; each step is skipped where this ipykernel
+    lacks what it relies on. Every message ipykernel publishes, and every stream flush, wakes
+    its IO thread and hands the GIL over: a warm ``print(1)`` made twelve such hand-offs.
+
+    - No ``execute_input`` broadcast (it echoes the code to other frontends; there are none).
+    - ``flush()`` of stdout/stderr returns at once when nothing was written since the last flush
+      began: ipykernel flushes both streams twice per cell, mostly with nothing to send. A flush
+      already under way runs on the IO thread before anything published after it (the reply's
+      ``idle`` included), so nothing is lost or reordered.
+    - A flush that has something to send schedules one callback on the IO thread, not two.
+    """
+    import threading
+
+    kernel = getattr(shell, "kernel", None)
+    if kernel is not None and callable(getattr(kernel, "_publish_execute_input", None)):
+        kernel._publish_execute_input = lambda *args, **kwargs: None
+    needed = ("_flush_pending", "_subprocess_flush_pending", "_flush", "pub_thread", "flush_timeout", "flush")
+    for stream in (sys.stdout, sys.stderr):
+        pub = getattr(stream, "pub_thread", None)
+        if not all(hasattr(stream, name) for name in needed) or not hasattr(pub, "schedule"):
+            continue
+
+        def flush(stream: Any = stream, library_flush: Any = stream.flush) -> None:
+            if not (stream._flush_pending or stream._subprocess_flush_pending):
+                return
+            thread = getattr(stream.pub_thread, "thread", None)
+            if thread is None or not thread.is_alive() or thread.ident == threading.get_ident():
+                library_flush()  # a forked child, or the IO thread itself: ipykernel's own way
+                return
+            done = threading.Event()
+
+            def flush_then_signal() -> None:
+                try:
+                    stream._flush()
+                finally:
+                    done.set()
+
+            stream.pub_thread.schedule(flush_then_signal)
+            done.wait(stream.flush_timeout)
+
+        stream.flush = flush  # type: ignore[method-assign]
 
 
 def bootstrap_code(max_images: int, max_pixels: int) -> str:

@@ -129,7 +129,7 @@ def create_app(cfg: SandboxConfig, token: str | None = None, pool: KernelPool | 
         yield
         await pool.aclose()
 
-    def authorize(request: Request) -> None:
+    async def authorize(request: Request) -> None:  # async: FastAPI runs a plain def in a worker thread
         if not token:
             return
         given = request.headers.get("authorization", "")
