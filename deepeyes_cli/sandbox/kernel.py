@@ -192,6 +192,10 @@ class Kernel:
                     msg, shell = decode_message(self.client.session, shell.result()), None
                     if msg is not None and msg["parent_header"].get("msg_id") == msg_id:
                         reply = msg["content"]
+        except asyncio.CancelledError:  # our caller gave up: do not leave the cell running for the next one
+            with contextlib.suppress(Exception):
+                self.interrupt()
+            raise
         finally:
             for f in (iopub, shell):
                 if f is not None:

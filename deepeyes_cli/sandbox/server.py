@@ -57,15 +57,17 @@ class _Sessions:
         self.pool = pool
         self.opening: dict[str, asyncio.Future[LocalSession]] = {}
 
-    async def get(self, sid: str, images: list[Any] | None = None, *, create: bool = True) -> tuple[LocalSession, list[str]]:
-        session = self.pool.sessions.get(sid)
-        if session is not None and session.attached:
-            if images is not None:
-                raise SandboxError(f"session {sid!r} is already open")
-            return session, []
+    async def get(self, sid: str, images: list[Any] | None = None) -> tuple[LocalSession, list[str]]:
+        """The open session ``sid``, or a new one (with ``images``) when there is none. Opening
+        with images an id that is already open is an error."""
         pending = self.opening.get(sid)
+        session = self.pool.sessions.get(sid)
+        if (pending is not None or session is not None) and images is not None:
+            raise SandboxError(f"session {sid!r} is already open", hint="use a new session id per trajectory")
         if pending is not None:
             return await asyncio.shield(pending), []
+        if session is not None:  # open (one whose kernel failed to restart tries again in run())
+            return session, []
         notes = []
         why = self.pool.expired.pop(sid, None)
         if why:
@@ -214,7 +216,7 @@ def serve(cfg: SandboxConfig, host: str = "127.0.0.1", port: int = 8080, token: 
     except OSError as e:
         raise SandboxError(f"cannot listen on {host}:{port}: {e.strerror}",
                            hint="choose another --port (0 picks a free one)") from e
-    url = f"http://{host}:{sock.getsockname()[1]}"
+    url = f"http://{f'[{host}]' if family == socket.AF_INET6 else host}:{sock.getsockname()[1]}"
     errors: list[SandboxError] = []
 
     def failed(error: SandboxError) -> None:

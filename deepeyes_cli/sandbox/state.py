@@ -4,6 +4,8 @@ directory per kernel), what a kernel's Python needs to see, and the environment 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import functools
 import json
 import os
@@ -112,3 +114,54 @@ def make_slot(state: Path, serial: int, uid: int, world_writable_ipc: bool = Fal
     elif world_writable_ipc:  # a container's uid must create its sockets here
         slot.ipc.chmod(0o777)
     return slot
+
+
+class UidLeases:
+    """Uids for kernels, unique on this host, not just in this server: each is held with an
+    ``flock`` on ``<directory>/<uid>`` while its kernel lives, so two servers on one machine (a
+    test run beside another, a benchmark beside a trainer's server) never hand out the same uid
+    and share its RLIMIT_NPROC count. The kernel releases the lock when the server exits, even on
+    SIGKILL. The directory is root's ``/run/deepeyes-sandbox`` (a per-user one elsewhere)."""
+
+    def __init__(self, base: int, directory: Path | None = None) -> None:
+        self.base = base
+        self.directory = directory or self._default_directory()
+        self.held: dict[int, int] = {}  # uid -> file descriptor holding its lock
+
+    @staticmethod
+    def _default_directory() -> Path:
+        if os.geteuid() == 0 and os.access("/run", os.W_OK):
+            return Path("/run/deepeyes-sandbox")
+        return Path(tempfile.gettempdir()) / f"deepeyes-sandbox-uids-{os.geteuid()}"
+
+    def _open_directory(self) -> None:
+        self.directory.mkdir(mode=0o700, exist_ok=True)
+        info = os.lstat(self.directory)
+        if not os.path.isdir(self.directory) or os.path.islink(self.directory) or info.st_uid != os.geteuid():
+            raise SandboxError(f"{self.directory} is not a directory of ours",
+                               hint="remove it; the sandbox keeps its uid locks there")
+
+    def take(self) -> int:
+        self._open_directory()
+        for uid in range(self.base, self.base + 100_000):
+            if uid in self.held:
+                continue
+            fd = os.open(self.directory / str(uid), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:  # another server's kernel has it
+                os.close(fd)
+                continue
+            self.held[uid] = fd
+            return uid
+        raise SandboxError(f"no free kernel uid from {self.base} on", hint="close sessions or other sandbox servers")
+
+    def release(self, uid: int | None) -> None:
+        fd = self.held.pop(uid, None) if uid is not None else None
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(fd)  # the file stays: removing it could race with another server locking it
+
+    def close(self) -> None:
+        for uid in list(self.held):
+            self.release(uid)
