@@ -169,7 +169,7 @@ class Kernel:
                 waiting = {f for f in (iopub, shell, self._death) if f is not None}
                 done, _ = await asyncio.wait(waiting, timeout=max(0.0, deadline - loop.time()),
                                              return_when=asyncio.FIRST_COMPLETED)
-                if self._death in done:
+                if self._death in done or any(f.cancelled() for f in done):  # dead, or its sockets closed by kill()
                     result.status = "died"
                     break
                 if not done:

@@ -147,9 +147,11 @@ class KernelPool:
     def _refill(self) -> None:
         if self._closed or self._ready is None:
             return
-        live = len(self.sessions)
+        # Kernels: those of sessions, the ready ones and those starting, at most max_sessions + pool_size.
+        # A session waiting for a kernel (new, or restarting) holds none yet, so it leaves room for one.
+        holding = sum(1 for s in self.sessions.values() if s.attached)
         want = self.cfg.pool_size + self._waiters - self._ready.qsize() - self._starting
-        room = self.cfg.max_sessions + self.cfg.pool_size - live - self._ready.qsize() - self._starting
+        room = self.cfg.max_sessions + self.cfg.pool_size - holding - self._ready.qsize() - self._starting
         for _ in range(max(0, min(want, room))):
             self._starting += 1
             self._spawn(self._start_one())

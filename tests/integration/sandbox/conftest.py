@@ -66,6 +66,12 @@ def http_client(url: str, token: str | None = None) -> httpx.Client:
     return httpx.Client(base_url=url, headers=headers, transport=transport, timeout=120)
 
 
+@pytest.fixture
+def make_http_client() -> Any:
+    """``make_http_client(url, token=None)``: an httpx client as a trainer would keep it."""
+    return http_client
+
+
 @pytest.fixture(scope="session")
 def sandbox_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     if shutil.which("bwrap") is None:

@@ -9,11 +9,15 @@ import io
 import uuid
 from typing import Any
 
+import pytest
 from PIL import Image
 
+from deepeyes_cli.errors import SandboxError
 from deepeyes_cli.sandbox.base import SandboxExecutor
+from deepeyes_cli.sandbox.client import HttpExecutor
 from deepeyes_cli.sandbox.config import SandboxConfig
 from deepeyes_cli.sandbox.factory import make_executor
+from deepeyes_cli.testing.servers import BackgroundServer
 
 
 def _png(data: str) -> Image.Image:
@@ -101,3 +105,36 @@ def test_http_executor_from_the_factory(sandbox_server: Any) -> None:
     assert first.status == "ok" and first.stdout == "600\n"
     assert crop.images and Image.open(io.BytesIO(crop.images[0])).size == (5, 5)
     assert slow.status == "timeout" and "interrupted" in (slow.error or "")
+
+
+def test_the_http_executor_ends_the_sessions_left_open_on_exit(sandbox_server: Any) -> None:
+    async def go() -> str:
+        async with HttpExecutor(sandbox_server.url, sandbox_server.token) as executor:
+            session = await executor.open_session()
+            await session.run("left_behind = 1")
+            return session.id  # not closed: the executor's exit must end it on the server
+
+    sid = asyncio.run(go())
+    body = sandbox_server.cell("print('left_behind' in globals())", sid)  # the id now opens a fresh session
+    assert body["output"]["stdout"] == "False\n"
+    sandbox_server.end(sid)
+
+
+def test_an_answer_that_is_not_json_is_a_clear_error() -> None:
+    from fastapi import FastAPI
+    from fastapi.responses import HTMLResponse
+
+    proxy = FastAPI()
+
+    @proxy.post("/sessions")
+    @proxy.post("/jupyter_sandbox")
+    async def login_page() -> HTMLResponse:
+        return HTMLResponse("<html>please log in</html>")
+
+    async def go() -> None:
+        async with HttpExecutor(server.url) as executor:
+            await executor.open_session()
+
+    with BackgroundServer(proxy) as server, pytest.raises(SandboxError, match="not a JSON object") as err:
+        asyncio.run(go())
+    assert "please log in" in err.value.message and "sandbox.url" in (err.value.hint or "")
