@@ -29,6 +29,16 @@ def test_run_a_cell_on_an_image(cli, tmp_path: Path) -> None:
     assert r.returncode == 1 and "ZeroDivisionError" in r.stdout
 
 
+def test_run_refuses_bad_input_in_one_line(cli, tmp_path: Path) -> None:
+    r = cli("sandbox", "run", "--file", str(tmp_path / "missing.py"))
+    assert r.returncode == 1 and r.stderr.startswith("error: cannot read") and "Traceback" not in r.stderr
+    assert "hint:" in r.stderr
+    r = cli("sandbox", "run", "print(1)", "--file", str(tmp_path / "missing.py"))
+    assert r.returncode == 1 and "not both" in r.stderr
+    r = cli("sandbox", "run", "print(1)", "--timeout", "-3")
+    assert r.returncode == 2 and "--timeout" in r.stderr
+
+
 @needs_bwrap
 def test_check_reports_the_kernels_view(cli) -> None:
     r = cli("sandbox", "check")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
+import json
 import uuid
 from typing import Any
 
@@ -37,7 +38,41 @@ def test_original_client_request_and_response_shape(sandbox_server: Any) -> None
     assert "\x1b[" not in body["output"]["stderr"] and body["deepeyes"]["status"] == "error"
     resp = sandbox_server.client.post("/jupyter_sandbox", json={"session_id": sid, "code": "  "})
     assert resp.json() == {"output": "Error: No code provided", "status": "error", "execution_time": 0.0}
+    # `curl -d '{…}'` labels its JSON as form data: it is read as JSON all the same.
+    resp = sandbox_server.client.post("/jupyter_sandbox", content=json.dumps({"session_id": sid, "code": "x"}),
+                                      headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert resp.status_code == 200 and resp.json()["output"]["result"] == "41"
+    resp = sandbox_server.client.post("/jupyter_sandbox", content=b"not json")
+    assert resp.status_code == 422 and resp.json()["detail"][0]["type"] == "json_invalid"
     assert sandbox_server.client.post("/clear_session", json={"session_id": sid}).json()["status"] == "success"
+
+
+def test_the_original_deepeyesv2_client_works_unchanged(sandbox_server: Any) -> None:
+    """DeepEyesV2's env posts with `requests` to a configurable URL, sends an init cell that decodes
+    the image from base64 into image_1, then cells with timeout 200, and reads status,
+    execution_time and output.{result, stdout, stderr, images}. It sends no headers."""
+    import requests
+
+    url, sid = f"{sandbox_server.url}/jupyter_sandbox", uuid.uuid4().hex
+
+    def post(address: str, code: str) -> requests.Response:
+        return requests.post(address, json={"session_id": sid, "code": code, "timeout": 200}, timeout=240)
+
+    assert post(url, "print(1)").status_code == 401  # this server has a token
+    address = f"{url}?token={sandbox_server.token}"  # which that client can carry in its URL
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 48), (0, 128, 255)).save(buf, format="PNG")
+    init = ("from PIL import Image\nimport base64\nfrom io import BytesIO\n"
+            f"_data = '{base64.b64encode(buf.getvalue()).decode()}'\n"
+            "image_1 = Image.open(BytesIO(base64.b64decode(_data)))\n")
+    body = post(address, init).json()
+    assert body["status"] == "success" and body["output"]["stderr"] == "", body
+    body = post(address, "print(image_1.size)\nplt.imshow(image_1); plt.axis('off'); plt.show()").json()
+    out = body["output"]
+    assert body["status"] == "success" and isinstance(body["execution_time"], float)
+    assert out["stdout"] == "(64, 48)\n" and out["stderr"] == "" and out["result"] == "None"
+    assert len(out["images"]) == 1 and _png(out["images"][0]).size[0] > 64  # a figure, decoded as it does
+    sandbox_server.end(sid)
 
 
 def test_every_kind_of_image_is_captured_as_png(sandbox_server: Any) -> None:
