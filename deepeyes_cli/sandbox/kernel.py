@@ -78,12 +78,16 @@ class Kernel:
         conn.write_text(json.dumps(info))
         if slot.uid is not None and os.geteuid() == 0:
             os.chown(conn, slot.uid, slot.uid)
-        process = await launcher.launch(slot)
+        try:
+            process = await launcher.launch(slot)
+        except (OSError, RuntimeError, ValueError) as e:  # a cgroup we may not create, a missing program …
+            raise SandboxError(f"a {launcher.isolation} kernel could not be launched: {type(e).__name__}: {e}",
+                               hint=f"see {slot.log}; `deepeyes sandbox check` says what this machine allows") from e
         client = AsyncKernelClient(context=zmq.asyncio.Context.instance())  # one IO thread for all kernels
-        client.load_connection_info({**info, "ip": str(slot.ipc / "s")})  # type: ignore[typeddict-item]
-        client.start_channels(shell=True, iopub=True, stdin=False, hb=False, control=True)
         kernel = cls(slot, launcher, process, client, limits)
         try:
+            client.load_connection_info({**info, "ip": str(slot.ipc / "s")})  # type: ignore[typeddict-item]
+            client.start_channels(shell=True, iopub=True, stdin=False, hb=False, control=True)
             await asyncio.wait_for(kernel._handshake(), timeout)
             setup = await kernel.execute(bootstrap_code(limits.max_images, limits.max_pixels), timeout, silent=True)
             if setup.status != "ok":
@@ -100,6 +104,9 @@ class Kernel:
                 raise SandboxError(f"a {launcher.isolation} kernel was not ready within {timeout:g} s",
                                    hint=f"see {slot.log}; a loaded machine may need a larger "
                                         "sandbox.start_timeout_s") from None
+            if isinstance(e, Exception):  # ZMQ refusing a socket path, a broken channel …
+                raise SandboxError(f"a {launcher.isolation} kernel could not be started: {type(e).__name__}: {e}",
+                                   hint=f"see {slot.log}") from e
             raise
         return kernel
 

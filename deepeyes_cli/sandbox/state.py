@@ -17,6 +17,7 @@ from pathlib import Path
 
 from deepeyes_cli.errors import SandboxError
 
+UNIX_SOCKET_PATH_MAX = 107  # sun_path holds 108 bytes with its terminating NUL (Linux)
 # Paths a kernel sees inside bubblewrap or a container.
 INSIDE_ROOT = "/sandbox"
 INSIDE = {"work": f"{INSIDE_ROOT}/work", "kernel": f"{INSIDE_ROOT}/kernel", "input": f"{INSIDE_ROOT}/input",
@@ -82,10 +83,20 @@ async def prepare_state_dir(base: str | None, python: str | None, font_list: boo
     with ``assets/mpl``: matplotlib's font list, built once here instead of in every kernel."""
     from deepeyes_cli.sandbox.limits import remove_stale
 
-    if base:
-        Path(base).mkdir(parents=True, exist_ok=True)
-    remove_stale(Path(base or tempfile.gettempdir()))
-    state = Path(tempfile.mkdtemp(prefix=f"deepeyes-sandbox-{os.getpid()}-", dir=base))
+    try:
+        if base:
+            Path(base).mkdir(parents=True, exist_ok=True)
+        remove_stale(Path(base or tempfile.gettempdir()))
+        state = Path(tempfile.mkdtemp(prefix=f"deepeyes-sandbox-{os.getpid()}-", dir=base))
+    except OSError as e:
+        raise SandboxError(f"cannot make the sandbox's state directory: {e}",
+                           hint="set sandbox.state_dir to a writable directory") from e
+    deepest_socket = state / "k1000000" / "ipc" / "s-5"
+    if len(os.fsencode(deepest_socket)) > UNIX_SOCKET_PATH_MAX:
+        state.rmdir()
+        raise SandboxError(f"sandbox.state_dir {base} is too deep: kernel sockets under it would exceed the "
+                           f"{UNIX_SOCKET_PATH_MAX}-byte limit of a unix socket path",
+                           hint="choose a shorter sandbox.state_dir (e.g. /tmp/sandbox), or leave it unset")
     state.chmod(0o711)
     mpl = state / "assets" / "mpl"
     mpl.mkdir(parents=True)
