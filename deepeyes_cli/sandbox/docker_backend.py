@@ -137,6 +137,9 @@ class DockerLauncher:
     def paths_for(self, slot: KernelSlot) -> dict[str, str]:
         return dict(INSIDE)
 
+    def enforcement(self) -> dict[str, str]:
+        return {"memory": "docker (memory, no swap)", "processes": "docker (pids limit)", "cpu": "docker (nano_cpus)"}
+
     async def launch(self, slot: KernelSlot) -> KernelProcess:
         spec = container_spec(self.cfg, slot)
         container = await asyncio.to_thread(self.client.containers.run, **spec)

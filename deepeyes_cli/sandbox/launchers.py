@@ -16,7 +16,14 @@ from pathlib import Path
 from typing import Protocol
 
 from deepeyes_cli.errors import SandboxError
-from deepeyes_cli.sandbox.limits import Cgroup, CgroupFactory, Limits, join_cgroup_script, prlimit_argv
+from deepeyes_cli.sandbox.limits import (
+    Cgroup,
+    CgroupFactory,
+    Limits,
+    enforcement,
+    join_cgroup_script,
+    prlimit_argv,
+)
 from deepeyes_cli.sandbox.state import INSIDE, INSIDE_ROOT, KernelSlot, kernel_env, python_layout
 
 # No history database; no 0.5 ms nap before each reply (it lets clients that stop at the reply
@@ -45,6 +52,10 @@ class Launcher(Protocol):
         ...
 
     async def launch(self, slot: KernelSlot) -> KernelProcess: ...
+
+    def enforcement(self) -> dict[str, str]:
+        """How memory, process and CPU limits hold for its kernels."""
+        ...
 
     def close(self) -> None: ...
 
@@ -108,6 +119,9 @@ class _SubprocessLauncher:
     def _argv(self, slot: KernelSlot, python_exe: str) -> tuple[list[str], int | None]:
         """The command, and a file descriptor it reads (closed here once it is started)."""
         raise NotImplementedError
+
+    def enforcement(self) -> dict[str, str]:
+        return enforcement(self.cgroups, self.own_uid)
 
     def _cwd(self, slot: KernelSlot) -> str | None:
         return None

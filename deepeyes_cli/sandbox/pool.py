@@ -256,7 +256,8 @@ class KernelPool:
         return {"isolation": self.cfg.isolation, "sessions": min(len(self.sessions), self.cfg.max_sessions),
                 "queued_sessions": max(0, len(self.sessions) - self.cfg.max_sessions),
                 "ready_kernels": self._ready.qsize() if self._ready else 0, "starting_kernels": self._starting,
-                "max_sessions": self.cfg.max_sessions, **self.counters}
+                "max_sessions": self.cfg.max_sessions,
+                "limits": self._launcher.enforcement() if self._launcher is not None else {}, **self.counters}
 
     async def aclose(self) -> None:
         if self._closed:

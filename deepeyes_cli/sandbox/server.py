@@ -234,6 +234,9 @@ def serve(cfg: SandboxConfig, host: str = "127.0.0.1", port: int = 8080, token: 
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
+        # Listen now: "listening on" is said once the pool is up, before uvicorn gets to listen() itself,
+        # and a client that connects at once must be queued, not refused.
+        sock.listen(2048)
     except OSError as e:
         raise SandboxError(f"cannot listen on {host}:{port}: {e.strerror}",
                            hint="choose another --port (0 picks a free one)") from e
