@@ -237,7 +237,10 @@ class BwrapLauncher(_SubprocessLauncher):
                     made.add(d)
             a += ["--ro-bind", root, root]
         a += ["--ro-bind", str(slot.assets), INSIDE["assets"], "--bind", str(slot.ipc), INSIDE["kernel"],
-              "--ro-bind", str(slot.input), INSIDE["input"], "--chdir", INSIDE["work"], "--clearenv"]
+              "--ro-bind", str(slot.input), INSIDE["input"],
+              # The root bwrap builds is a tmpfs with no size limit, and without root (a user namespace) the
+              # kernel owns it: made read-only, only /tmp and the work dir (sized tmpfs) stay writable.
+              "--remount-ro", "/", "--chdir", INSIDE["work"], "--clearenv"]
         for k, v in kernel_env(self.paths_for(slot)).items():
             a += ["--setenv", k, v]
         options = slot.dir / "bwrap.args"

@@ -75,7 +75,7 @@ def kernel_env(inside: dict[str, str]) -> dict[str, str]:
             "TMPDIR": inside["tmp"], "MPLBACKEND": "agg", "MPLCONFIGDIR": f"{inside['tmp']}/mpl",
             "DEEPEYES_MPL_CACHE": f"{inside['assets']}/mpl", "IPYTHONDIR": f"{inside['tmp']}/ipython",
             "PYTHONNOUSERSITE": "1", "PYTHONDONTWRITEBYTECODE": "1", "OMP_NUM_THREADS": "1",
-            "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYDEVD_DISABLE_FILE_VALIDATION": "1"}
+            "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYDEVD_DISABLE_FILE_VALIDATION": "1", "MALLOC_ARENA_MAX": "2"}
 
 
 async def prepare_state_dir(base: str | None, python: str | None, font_list: bool) -> Path:

@@ -23,7 +23,6 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[3]
 SECRET = "sk-deepeyes-test-" + uuid.uuid4().hex
-MEMORY_MB = 320
 MAX_PROCESSES = 48
 
 needs_bwrap = pytest.mark.skipif(shutil.which("bwrap") is None,
@@ -38,7 +37,7 @@ class Server:
     client: httpx.Client
     log: list[str]
     secret: str = SECRET
-    memory_mb: int = MEMORY_MB
+    memory_mb: int = 320
     max_processes: int = MAX_PROCESSES
 
     def post(self, path: str, body: dict[str, Any]) -> httpx.Response:
@@ -95,12 +94,20 @@ def make_http_client() -> Any:
 def sandbox_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     if shutil.which("bwrap") is None:
         pytest.skip("bubblewrap is not installed (make sandbox-deps installs it)")
+    from deepeyes_cli.sandbox.limits import CgroupFactory
+
+    cgroups = CgroupFactory.detect()
+    # A memory cgroup counts what a session really uses; RLIMIT_AS (without one) counts address space,
+    # of which a kernel reserves ~0.3-0.6 GB before any cell runs.
+    memory_mb = 320 if cgroups is not None and "memory" in cgroups.controllers else 1024
+    if cgroups is not None:
+        cgroups.close()
     token = uuid.uuid4().hex
     run_dir = tmp_path_factory.mktemp("sandbox-serve")
     env = {**os.environ, "OPENAI_API_KEY": SECRET, "DEEPEYES_TEST_SECRET": SECRET, "PYTHONPATH": str(REPO),
            "DEEPEYES_SANDBOX_TOKEN": token}
     cmd = [sys.executable, "-m", "deepeyes_cli", "sandbox", "serve", "--port", "0", "--run-dir", str(run_dir),
-           "sandbox.isolation=bwrap", "sandbox.pool_size=3", f"sandbox.memory_mb={MEMORY_MB}",
+           "sandbox.isolation=bwrap", "sandbox.pool_size=3", f"sandbox.memory_mb={memory_mb}",
            f"sandbox.max_processes={MAX_PROCESSES}", "sandbox.max_output_chars=4000", "sandbox.max_sessions=24",
            "sandbox.interrupt_grace_s=3", "sandbox.file_size_mb=8"]
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env, cwd=run_dir)
@@ -116,7 +123,7 @@ def sandbox_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]
         raise RuntimeError("the sandbox server did not start:\n" + "".join(lines))
     # Keep reading its stderr, or a chatty server would block on a full pipe.
     threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True).start()  # type: ignore[arg-type]
-    server = Server(url, token, proc, http_client(url, token), lines)
+    server = Server(url, token, proc, http_client(url, token), lines, memory_mb=memory_mb)
     try:
         yield server
     finally:
