@@ -216,6 +216,8 @@ class BwrapLauncher(_SubprocessLauncher):
              "--proc", "/proc", "--dev", "/dev", "--size", tmpfs_size, "--perms", "1777", "--tmpfs", "/tmp",
              "--perms", "0755", "--dir", INSIDE_ROOT, "--size", tmpfs_size, "--perms", "1777",
              "--tmpfs", INSIDE["work"], "--ro-bind", "/usr", "/usr"]
+        if not self.own_uid:  # bwrap works in a user namespace of ours anyway: no nested ones for the kernel
+            a[:0] = ["--unshare-user", "--disable-userns"]
         for top in ("/bin", "/sbin", "/lib", "/lib32", "/lib64"):
             if os.path.islink(top):
                 a += ["--symlink", os.readlink(top), top]

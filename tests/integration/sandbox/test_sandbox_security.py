@@ -89,6 +89,17 @@ def test_writes_outside_the_work_dir_fail(sandbox_server: Any) -> None:
     sandbox_server.assert_serving()
 
 
+def test_no_nested_user_namespaces_when_the_server_is_not_root(sandbox_server: Any) -> None:
+    import os
+
+    if os.geteuid() == 0:
+        pytest.skip("as root each kernel has a uid of its own instead; user namespaces stay as the host allows "
+                    "(threat model in deepeyes_cli/sandbox/__init__.py)")
+    out = sandbox_server.cell("import subprocess\nprint(subprocess.run(['unshare', '-U', 'true']).returncode)")
+    assert out["output"]["stdout"] == "1\n", out
+    sandbox_server.assert_serving()
+
+
 def test_server_environment_secrets_are_invisible(sandbox_server: Any) -> None:
     code = ("import os, json\nprint(json.dumps(dict(os.environ)))\n"
             "print(sorted(p for p in os.listdir('/proc') if p.isdigit()))")
