@@ -139,7 +139,9 @@ class LocalSession:
             if ex.unresponsive:
                 error += " but did not stop"
         elif status == "crashed":
-            why = "the session was closed while it ran" if self.closed else kernel.process.exit_reason()
+            why = ("the session was closed while it ran" if self.closed else
+                   "it sent a message over the size limit, and its output channel was cut" if ex.lost_output else
+                   kernel.process.exit_reason())
             error = f"KernelDied: the kernel died while running this cell: {why}"
         if dropped:
             notes.append(f"{dropped} more image(s) were not returned (at most {self.pool.cfg.max_images_per_cell} "

@@ -179,11 +179,36 @@ def test_an_endless_loop_times_out_and_the_session_recovers(sandbox_server: Any)
     sandbox_server.assert_serving()
 
 
+def _peak_rss_mb(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(status.split("VmHWM:")[1].split()[0]) >> 10
+
+
 def test_fifty_megabytes_of_stdout_are_truncated(sandbox_server: Any) -> None:
-    body = sandbox_server.cell("print('x' * 50_000_000)\nprint('tail-marker')", timeout=60)
+    peak = _peak_rss_mb(sandbox_server.proc.pid)
+    body = sandbox_server.cell("print('x' * 50_000_000)\nprint('tail-marker')\n'y' * 10_000_000", timeout=60)
     out = body["output"]["stdout"]
     assert body["deepeyes"]["truncated"]
-    assert len(out) < 4000 + 200 and "output truncated" in out and out.rstrip().endswith("tail-marker")
+    assert len(out) < 4000 + 200 and out.rstrip().endswith("tail-marker")
+    shown = out.count("x") + len("\ntail-marker\n")
+    assert f"[output truncated: {50_000_013 - shown:,} characters omitted]" in out  # counted exactly
+    assert len(body["output"]["result"]) < 4000 + 200 and "characters omitted" in body["output"]["result"]
+    # Cut in the kernel: the server never held the 60 MB.
+    assert _peak_rss_mb(sandbox_server.proc.pid) - peak < 40
+    sandbox_server.assert_serving()
+
+
+def test_a_hand_made_giant_message_costs_the_kernel_not_the_server(sandbox_server: Any) -> None:
+    # Past the kernel's own caps: straight onto its output socket. The server refuses the message
+    # (ZMQ's size limit closes that channel) and replaces the kernel.
+    code = ("k = get_ipython().kernel\n"
+            "frames = k.session.serialize(k.session.msg('stream', {'name': 'stdout'}, parent=k.get_parent()))\n"
+            "k.iopub_socket.send_multipart([*frames[:-1], b'x' * 80_000_000])")
+    peak = _peak_rss_mb(sandbox_server.proc.pid)
+    body = sandbox_server.cell(code, timeout=60)
+    cell = body["deepeyes"]
+    assert cell["status"] == "crashed" and "size limit" in cell["error"] and cell["restarted"], cell
+    assert _peak_rss_mb(sandbox_server.proc.pid) - peak < 40
     sandbox_server.assert_serving()
 
 
