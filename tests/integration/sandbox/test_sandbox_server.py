@@ -173,3 +173,19 @@ def test_an_answer_that_is_not_json_is_a_clear_error() -> None:
     with BackgroundServer(proxy) as server, pytest.raises(SandboxError, match="not a JSON object") as err:
         asyncio.run(go())
     assert "please log in" in err.value.message and "sandbox.url" in (err.value.hint or "")
+
+
+def test_output_of_threads_child_processes_and_forks_is_all_captured(sandbox_server: Any) -> None:
+    # ipykernel's flushes are skipped when nothing was written (kernel_init.lighten): nothing may be lost.
+    code = ("import multiprocessing, os, subprocess, sys, threading, time\n"
+            "for i in range(3):\n    print(i, flush=i == 1); time.sleep(0.1)\n"
+            "subprocess.run(['echo', 'child'])\nos.system('echo system 1>&2')\n"
+            "t = threading.Thread(target=lambda: print('thread')); t.start(); t.join()\n"
+            "p = multiprocessing.get_context('fork').Process(target=lambda: print('forked')); p.start(); p.join()\n"
+            "print('err', file=sys.stderr); print('end')")
+    out = sandbox_server.cell(code)["output"]
+    lines = out["stdout"].splitlines()
+    # Child processes write to the file descriptor, read back by a thread of ipykernel: order may vary.
+    assert sorted(lines) == sorted(["0", "1", "2", "child", "thread", "forked", "end"]), out
+    assert [x for x in lines if x in ("0", "1", "2", "thread", "end")] == ["0", "1", "2", "thread", "end"]
+    assert sorted(out["stderr"].splitlines()) == ["err", "system"], out
