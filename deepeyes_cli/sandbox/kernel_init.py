@@ -116,6 +116,7 @@ def setup(max_images: int, max_pixels: int, max_chars: int) -> None:
         state.update(shown=0, dropped=0, skip=False)
 
     def after_cell(*_: Any) -> None:
+        wait_for_child_output()
         if plt.get_fignums():
             show()
         if state["dropped"]:  # told only when it happened: no extra work for ordinary cells
@@ -209,6 +210,28 @@ def cap_messages(session: Any, max_chars: int, max_pixels: int, drop_image: Any)
         return library_serialize(msg, ident)
 
     session.serialize = serialize
+
+
+def wait_for_child_output(limit_s: float = 0.5) -> None:
+    """Let ipykernel's reader threads take in what child processes (``os.system``, ``subprocess``)
+    wrote to the stdout/stderr file descriptors before the cell's output is flushed: they read
+    those pipes on their own time, and what they read after the cell has ended is lost to it."""
+    import fcntl
+    import struct
+    import termios
+    import time
+
+    deadline = time.monotonic() + limit_s
+    for stream in (sys.stdout, sys.stderr):
+        pipe = getattr(stream, "_fid", None)
+        if not isinstance(pipe, int):
+            continue
+        try:
+            while struct.unpack("i", fcntl.ioctl(pipe, termios.FIONREAD, b"\0\0\0\0"))[0] and \
+                    time.monotonic() < deadline:
+                time.sleep(0.001)
+        except OSError:
+            continue
 
 
 def lighten(shell: Any) -> None:
