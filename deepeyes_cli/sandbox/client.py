@@ -30,10 +30,16 @@ def _png_b64(img: Image) -> str:
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def base_url(url: str) -> str:
-    """Accept the server root or the original's full ``…/jupyter_sandbox`` address."""
-    url = url.rstrip("/")
-    return url[: -len("/jupyter_sandbox")] if url.endswith("/jupyter_sandbox") else url
+def base_url(url: str) -> tuple[str, str | None]:
+    """The server root and the token in the URL, if any: accepts the root, the original's full
+    ``…/jupyter_sandbox`` address, and either with ``?token=…`` (as its client is pointed)."""
+    from urllib.parse import parse_qs, urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    path = parts.path.rstrip("/")
+    path = path[: -len("/jupyter_sandbox")] if path.endswith("/jupyter_sandbox") else path
+    token = parse_qs(parts.query).get("token", [None])[0]
+    return urlunsplit((parts.scheme, parts.netloc, path, "", "")), token
 
 
 class HttpSession:
@@ -69,8 +75,8 @@ class HttpExecutor:
     """:class:`~deepeyes_cli.sandbox.base.SandboxExecutor` talking to a sandbox server."""
 
     def __init__(self, url: str, token: str | None = None, timeout_s: float = 60.0, retries: int = 3) -> None:
-        self.url = base_url(url)
-        self.token = token
+        self.url, url_token = base_url(url)
+        self.token = token or url_token
         self.timeout_s = timeout_s
         self.retries = retries
         self.v1_only = False

@@ -91,7 +91,9 @@ def test_exposure_warning_and_urls() -> None:
     assert exposure_warning("127.0.0.1", None) is None and exposure_warning("::1", None) is None
     assert exposure_warning("0.0.0.0", "tok") is None
     assert "without a token" in (exposure_warning("0.0.0.0", None) or "")
-    assert base_url("http://h:8000/jupyter_sandbox/") == "http://h:8000"
+    assert base_url("http://h:8000/jupyter_sandbox/") == ("http://h:8000", None)
+    assert base_url("http://h:8000/") == ("http://h:8000", None)
+    assert base_url("https://h/sbx/jupyter_sandbox?token=t0k") == ("https://h/sbx", "t0k")
 
 
 def test_limits_become_prlimit_flags_and_cgroup_joins() -> None:
