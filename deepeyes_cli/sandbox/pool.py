@@ -86,7 +86,11 @@ class KernelPool:
         return self._launcher
 
     async def __aenter__(self) -> KernelPool:
-        await self.start()
+        try:
+            await self.start()
+        except BaseException:  # no __aexit__ follows a failed __aenter__: clean up here
+            await self.aclose()
+            raise
         return self
 
     async def __aexit__(self, *exc: object) -> None:

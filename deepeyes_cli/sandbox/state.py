@@ -9,6 +9,7 @@ import fcntl
 import functools
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -58,9 +59,14 @@ def python_layout(python: str) -> dict[str, object]:
         out = subprocess.run([python, "-I", "-c", code], capture_output=True, text=True, timeout=60,
                              env={"PATH": "/usr/local/bin:/usr/bin:/bin"}, check=True).stdout
     except (OSError, subprocess.SubprocessError) as e:
-        raise SandboxError(f"cannot run the kernel Python {python!r}: {e}",
+        why = f"exit status {e.returncode}" if isinstance(e, subprocess.CalledProcessError) else str(e)
+        raise SandboxError(f"cannot run the kernel Python {python!r} ({why})",
                            hint="set sandbox.python to an interpreter with ipykernel installed") from e
-    info = json.loads(out)
+    try:
+        info = json.loads(out)
+    except ValueError as e:
+        raise SandboxError(f"{python!r} did not answer like a Python interpreter",
+                           hint="set sandbox.python to an interpreter with ipykernel installed") from e
     roots = sorted({os.path.realpath(p) for p in info["roots"]})
     exe = os.path.realpath(info["executable"])
     if info["venv"]:  # run the venv's own bin/python so the venv's site-packages are used
@@ -97,18 +103,22 @@ async def prepare_state_dir(base: str | None, python: str | None, font_list: boo
         raise SandboxError(f"sandbox.state_dir {base} is too deep: kernel sockets under it would exceed the "
                            f"{UNIX_SOCKET_PATH_MAX}-byte limit of a unix socket path",
                            hint="choose a shorter sandbox.state_dir (e.g. /tmp/sandbox), or leave it unset")
-    state.chmod(0o711)
-    mpl = state / "assets" / "mpl"
-    mpl.mkdir(parents=True)
-    mpl.parent.chmod(0o755)
-    mpl.chmod(0o755)
-    if font_list:
-        exe = str(python_layout(python or sys.executable)["executable"])
-        await asyncio.to_thread(subprocess.run, [exe, "-I", "-c", "import matplotlib.font_manager"],
-                                capture_output=True, env={"MPLCONFIGDIR": str(mpl), "PATH": "/usr/bin:/bin"},
-                                timeout=120)
-        for f in mpl.iterdir():
-            f.chmod(0o644)
+    try:
+        state.chmod(0o711)
+        mpl = state / "assets" / "mpl"
+        mpl.mkdir(parents=True)
+        mpl.parent.chmod(0o755)
+        mpl.chmod(0o755)
+        if font_list:
+            exe = str(python_layout(python or sys.executable)["executable"])
+            await asyncio.to_thread(subprocess.run, [exe, "-I", "-c", "import matplotlib.font_manager"],
+                                    capture_output=True, env={"MPLCONFIGDIR": str(mpl), "PATH": "/usr/bin:/bin"},
+                                    timeout=120)
+            for f in mpl.iterdir():
+                f.chmod(0o644)
+    except BaseException:
+        shutil.rmtree(state, ignore_errors=True)
+        raise
     return state
 
 

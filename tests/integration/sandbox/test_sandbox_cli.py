@@ -6,6 +6,7 @@ import json
 import os
 import re
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -39,6 +40,13 @@ def test_run_refuses_bad_input_in_one_line(cli, tmp_path: Path) -> None:
     assert r.returncode == 2 and "--timeout" in r.stderr
     r = cli("sandbox", "run", "print(1)", f"sandbox.state_dir={tmp_path / ('d' * 80)}")
     assert r.returncode == 1 and "too deep" in r.stderr and "Traceback" not in r.stderr
+    state = Path(tempfile.mkdtemp(prefix="sbx-"))
+    try:
+        r = cli("sandbox", "run", "print(1)", "sandbox.python=/bin/false", f"sandbox.state_dir={state}")
+        assert r.returncode == 1 and r.stderr.startswith("error: cannot run the kernel Python '/bin/false'")
+        assert not list(state.iterdir())  # nothing left behind
+    finally:
+        shutil.rmtree(state, ignore_errors=True)
 
 
 @needs_bwrap
