@@ -85,7 +85,6 @@ def test_serve_on_ipv6_with_a_token_then_ctrl_c_cleans_up(tmp_path: Path) -> Non
     import signal
     import subprocess
     import sys
-    import tempfile
 
     import httpx
 
