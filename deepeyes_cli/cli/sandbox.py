@@ -77,7 +77,7 @@ def run(
     url: Annotated[str | None, typer.Option(help="A sandbox server (default: sandbox.url, else local).")] = None,
     token: TokenOpt = None,
     isolation: IsolationOpt = None,
-    timeout: Annotated[float | None, typer.Option(help="Cell time limit in seconds.")] = None,
+    timeout: Annotated[float | None, typer.Option(min=0.001, help="Cell time limit in seconds.")] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Write returned images here as PNG.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the cell result as JSON.")] = False,
 ) -> None:
@@ -87,8 +87,13 @@ def run(
     from deepeyes_cli.errors import InputError
     from deepeyes_cli.sandbox.oneshot import render_result, run_once
 
+    if file is not None and code is not None:
+        raise InputError("pass CODE or --file, not both")
     if file is not None:
-        source = file.read_text()
+        try:
+            source = file.read_text()
+        except (OSError, UnicodeDecodeError) as e:
+            raise InputError(f"cannot read {file}: {e}", hint="pass a Python source file (UTF-8)") from e
     elif code == "-":
         source = sys.stdin.read()
     elif code:

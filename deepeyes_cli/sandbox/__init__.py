@@ -7,42 +7,69 @@ Threat model
 ------------
 The code comes from a model under training: assume it is arbitrary and now and then hostile
 (by accident or by reward hacking) — reading secrets, phoning home, filling memory or disk,
-fork-bombing, hanging — but not an attacker holding a Linux kernel exploit.
+fork-bombing, hanging, flooding its output — but not an attacker holding a Linux kernel exploit.
 
-With ``isolation: bwrap`` (the default) each session's kernel
+With ``isolation: bwrap`` (the default) each session's kernel, whoever runs the server,
 - has no network: its own network namespace, with only a loopback of its own (the server,
   the host's services and the internet are unreachable);
-- sees a read-only ``/usr``, a handful of ``/etc`` files (its own one-line passwd/group, no
-  shadow), and the kernel Python's installation read-only — no home directories, no source
-  checkout, no other session's files;
-- writes only to a private tmpfs ``/tmp`` and work dir (counted in its memory, gone with the
-  session) and to its kernel directory on the host (its sockets; files there ≤ the file-size
-  limit);
-- runs as its own unprivileged uid (``uid_base`` + n, unique among live kernels) with no
-  capabilities, ``no_new_privs`` and a new terminal session;
-- has its own PID, IPC and UTS namespaces: the server, the host and other sessions are
-  neither visible nor signalable;
+- sees a read-only root: ``/usr``, a handful of ``/etc`` files (its own one-line passwd/group, no
+  shadow) and the kernel Python's installation — no home directories, no source checkout, no
+  other session's files;
+- writes only to a private tmpfs ``/tmp`` and work dir (each at most ``memory_mb``, gone with the
+  session) and to its kernel directory on the host (its sockets; files there ≤ ``file_size_mb``);
+- has its own PID, IPC, UTS and mount namespaces and a new terminal session: the server, the host
+  and other sessions are neither visible nor signalable;
 - starts from an empty environment: no API keys, tokens or PYTHONPATH of the server;
-- is limited in memory, CPU share, processes, CPU time, file size and open files, core dumps off.
+- has RLIMIT_CPU, RLIMIT_FSIZE and RLIMIT_NOFILE set, core dumps off, and every cell a timeout;
+- gets its output cut in the kernel (texts to twice ``max_output_chars``, images to
+  ``max_images_per_cell`` of ``max_image_pixels``), and the server refuses any message larger
+  than a capped image (a kernel that sends one by hand loses its output channel and is replaced).
 
-Where the limits hold: when the server may create child cgroups (root, or a delegated v2
-cgroup), memory (the whole session, tmpfs included; the OOM killer takes only that kernel),
-processes (pids) and the CPU quota are cgroup limits (v2, else the v1 memory/pids/cpu
-hierarchies). Otherwise memory falls back to RLIMIT_AS per process (a fork can multiply it),
-processes to RLIMIT_NPROC (it binds because the uid is unprivileged and unique), and there is
-no CPU quota (the cell timeout and RLIMIT_CPU remain). ``deepeyes sandbox check`` says which.
-A server that is not root cannot give kernels uids of their own: they keep its uid (in a user
-namespace made by bwrap), so processes are then limited only by a delegated pids cgroup.
+Who it runs as depends on the server:
+- server as root: a uid of its own (``uid_base`` + n, held with a lock in ``/run/deepeyes-sandbox``
+  so no two sandbox servers on the host share one), no capabilities, empty bounding set,
+  ``no_new_privs``. It may create user namespaces where the host allows unprivileged ones
+  (``user.max_user_namespaces``): that widens the kernel attack surface (below).
+- server not root: the server's own uid, inside a user namespace bwrap makes, without
+  capabilities and unable to create further user namespaces. Its uid on the host is the
+  server's, so a bug that let it out of its namespaces would act as the server's user.
 
-Not covered: Linux kernel exploits (there is no seccomp filter, so the whole syscall surface
-of an unprivileged user is reachable, user namespaces included where the host allows them);
-filling the host disk with many files, each under the size limit, in the kernel directory (put
-``sandbox.state_dir`` on a size-limited filesystem where that matters); reading machine-wide
-facts from ``/proc`` (CPU count, memory totals, uptime); anything installed in the kernel's
-Python environment, which it can read (keep secrets out of it); timing side channels.
+Memory, processes and CPU share are held as ``deepeyes sandbox check`` (and ``/health``) reports:
+
+=========================  =============================  ======================  ============
+where                      memory (``memory_mb``)         processes               CPU (``cpus``)
+=========================  =============================  ======================  ============
+cgroup v2 — the server's   ``memory.max`` over the whole  ``pids.max``            ``cpu.max``
+cgroup hands memory, pids  session, tmpfs included, no
+and cpu down to children   swap; the OOM killer takes
+(a systemd unit with       only that session's processes
+``Delegate=yes``, …); all
+three or none
+cgroup v1 — a hierarchy    ``memory.limit_in_bytes``      ``pids.max``            CFS quota
+we may create children in  (+ ``memsw`` where swap is
+(usually root), each       accounted), as above
+controller on its own
+no cgroup, root            RLIMIT_AS per process: address RLIMIT_NPROC, which      none: only
+                           space (a kernel maps ~0.3 GB   binds because the uid   RLIMIT_CPU
+                           of it), each fork gets as      is the kernel's alone   and the
+                           much, tmpfs files not counted                          timeout
+no cgroup, not root        RLIMIT_AS, as above            **none**: a fork bomb   none
+                                                          runs into the server
+                                                          user's own limits
+=========================  =============================  ======================  ============
+
+Not covered: Linux kernel exploits (there is no seccomp filter: the whole syscall surface of an
+unprivileged process is reachable, user namespaces included as said above); filling the host disk
+with many files, each under the size limit, in the kernel directory (put ``sandbox.state_dir`` on a
+size-limited filesystem where that matters); reading machine-wide facts from ``/proc`` (CPU count,
+memory totals, uptime, load); anything installed in the kernel's Python environment, which it can
+read (keep secrets out of it); CPU time taken from other sessions where no CPU quota holds;
+timing side channels.
 
 ``isolation: docker`` aims at the same properties with a container per kernel (no network,
 read-only root, memory/CPU/pids limits, no capabilities, unprivileged uid); its strength is
-the container runtime's. ``isolation: none`` keeps only the limits and the empty environment:
-for trusted code and debugging, and it must be asked for explicitly (then it warns).
+the container runtime's. ``isolation: none`` keeps only the limits of the table (its kernels
+share the server's uid, so processes are limited only by a pids cgroup), the output caps and
+the empty environment: for trusted code and debugging, and it must be asked for explicitly (then
+it warns).
 """

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import io
 import uuid
 from collections.abc import Sequence
@@ -29,10 +30,16 @@ def _png_b64(img: Image) -> str:
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def base_url(url: str) -> str:
-    """Accept the server root or the original's full ``…/jupyter_sandbox`` address."""
-    url = url.rstrip("/")
-    return url[: -len("/jupyter_sandbox")] if url.endswith("/jupyter_sandbox") else url
+def base_url(url: str) -> tuple[str, str | None]:
+    """The server root and the token in the URL, if any: accepts the root, the original's full
+    ``…/jupyter_sandbox`` address, and either with ``?token=…`` (as its client is pointed)."""
+    from urllib.parse import parse_qs, urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    path = parts.path.rstrip("/")
+    path = path[: -len("/jupyter_sandbox")] if path.endswith("/jupyter_sandbox") else path
+    token = parse_qs(parts.query).get("token", [None])[0]
+    return urlunsplit((parts.scheme, parts.netloc, path, "", "")), token
 
 
 class HttpSession:
@@ -54,6 +61,7 @@ class HttpSession:
         if self.closed:
             return
         self.closed = True
+        self.executor.sessions.pop(self.id, None)
         try:
             if self.executor.v1_only:
                 await self.executor.post("/clear_session", {"session_id": self.id})
@@ -67,11 +75,12 @@ class HttpExecutor:
     """:class:`~deepeyes_cli.sandbox.base.SandboxExecutor` talking to a sandbox server."""
 
     def __init__(self, url: str, token: str | None = None, timeout_s: float = 60.0, retries: int = 3) -> None:
-        self.url = base_url(url)
-        self.token = token
+        self.url, url_token = base_url(url)
+        self.token = token or url_token
         self.timeout_s = timeout_s
         self.retries = retries
         self.v1_only = False
+        self.sessions: dict[str, HttpSession] = {}  # opened here and not closed yet: ended on aclose()
         self._client: httpx.AsyncClient | None = None
 
     @property
@@ -109,7 +118,12 @@ class HttpExecutor:
                                    hint="set sandbox.token (e.g. ${SANDBOX_TOKEN}) to the server's --token")
             if resp.status_code not in ok:
                 raise _http_error(self.url, path, resp)
-            return dict(resp.json()) if resp.content else {}
+            try:
+                return dict(resp.json()) if resp.content else {}
+            except ValueError as e:  # JSON that is no object, or no JSON (a proxy's page)
+                raise SandboxError(f"the sandbox server at {self.url} answered {path} with something that is not "
+                                   f"a JSON object: {resp.text[:200]!r}",
+                                   hint="is sandbox.url the address of a sandbox server?") from e
         raise SandboxError(f"the sandbox server at {self.url} stayed busy", hint="retry later or add servers")
 
     async def post(self, path: str, body: dict[str, Any], timeout: float | None = None) -> dict[str, Any]:
@@ -122,19 +136,30 @@ class HttpExecutor:
             try:
                 await self.post("/sessions", {"session_id": sid, "images": encoded},
                                 timeout=self.timeout_s + HTTP_MARGIN_S)
-                return HttpSession(self, sid)
+                return self._track(HttpSession(self, sid))
             except _NoSuchEndpoint:
                 self.v1_only = True
-        session = HttpSession(self, sid)
+        session = self._track(HttpSession(self, sid))
         if encoded:  # the original server: decode the images in an init cell, as DeepEyesV2 did
             lines = "\n".join(f"image_{i} = _Image.open(_io.BytesIO(_b64.b64decode({data!r})))"
                               for i, data in enumerate(encoded, start=1))
             result = await session.run(_INIT_CODE.format(assignments=lines), self.timeout_s)
             if result.status != "ok":
+                await session.close()
                 raise SandboxError(f"the session's images could not be loaded: {result.error or result.stderr}")
         return session
 
+    def _track(self, session: HttpSession) -> HttpSession:
+        self.sessions[session.id] = session
+        return session
+
     async def aclose(self) -> None:
+        """End the sessions still open (their kernels are the server's to free), then disconnect."""
+        if self.sessions and self._client is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.gather(*(s.close() for s in list(self.sessions.values())),
+                                                      return_exceptions=True), HTTP_MARGIN_S)
+        self.sessions.clear()
         if self._client is not None:
             await self._client.aclose()
             self._client = None

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import threading
 from typing import TYPE_CHECKING, Any
 
 from deepeyes_cli.errors import SandboxError
@@ -74,8 +75,26 @@ class ContainerKernel:
         return self._returncode
 
     async def wait(self) -> int:
-        status = await asyncio.to_thread(self.container.wait)
-        self._returncode = int(status.get("StatusCode", -1))
+        """The container's exit status. Waited for on a thread of its own: the wait lasts as long as
+        the session, and parking it in asyncio's small default pool (cores + 4 threads) would
+        leave no thread for starting or removing containers once a few sessions are open."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[int] = loop.create_future()
+
+        def settle(code: int) -> None:
+            if not done.done():
+                done.set_result(code)
+
+        def watch() -> None:
+            try:
+                code = int(self.container.wait().get("StatusCode", -1))
+            except Exception:  # the engine went away, or the container was removed under us
+                code = -1
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
+                loop.call_soon_threadsafe(settle, code)
+
+        threading.Thread(target=watch, name=f"wait-{self.container.name}", daemon=True).start()
+        self._returncode = await done
         return self._returncode
 
     async def kill(self) -> None:
@@ -117,6 +136,9 @@ class DockerLauncher:
 
     def paths_for(self, slot: KernelSlot) -> dict[str, str]:
         return dict(INSIDE)
+
+    def enforcement(self) -> dict[str, str]:
+        return {"memory": "docker (memory, no swap)", "processes": "docker (pids limit)", "cpu": "docker (nano_cpus)"}
 
     async def launch(self, slot: KernelSlot) -> KernelProcess:
         spec = container_spec(self.cfg, slot)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import json
 import logging
 import os
@@ -20,11 +21,14 @@ from deepeyes_cli.sandbox.output import CellCapture
 
 if TYPE_CHECKING:
     from jupyter_client.asynchronous import AsyncKernelClient
+    from jupyter_client.session import Session
 
     from deepeyes_cli.sandbox.launchers import KernelProcess, Launcher
     from deepeyes_cli.sandbox.state import KernelSlot
 
 log = logging.getLogger(__name__)
+DELIM = b"<IDS|MSG>"  # the Jupyter wire protocol's separator between ZMQ routing ids and the message
+OUTPUT_SILENCE_S = 10.0  # after its reply, a kernel's output channel silent this long is taken as cut
 PORTS = {"shell_port": 1, "iopub_port": 2, "stdin_port": 3, "control_port": 4, "hb_port": 5}
 
 
@@ -37,6 +41,12 @@ class OutputLimits:
     def capture(self) -> CellCapture:
         return CellCapture(self.max_chars, self.max_images, self.max_pixels)
 
+    def max_message_bytes(self) -> int:
+        """The largest message part we accept from a kernel. Its own are far smaller (texts cut to
+        2 x max_chars, one capped PNG per message); a bigger one is a hand-made attack on the
+        server's memory, and ZMQ drops the connection instead of buffering it."""
+        return (32 << 20) + 6 * self.max_pixels + 12 * self.max_chars
+
 
 @dataclass
 class Execution:
@@ -46,6 +56,7 @@ class Execution:
     status: str = "ok"  # ok | error | timeout | died
     interrupted: bool = False  # the deadline passed and an interrupt was sent
     unresponsive: bool = False  # the interrupt did not stop it either
+    lost_output: bool = False  # it replied, but its output channel went silent (cut by the size limit)
     user_expressions: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
 
@@ -64,7 +75,6 @@ class Kernel:
     @classmethod
     async def start(cls, slot: KernelSlot, launcher: Launcher, limits: OutputLimits,
                     timeout: float = 60.0) -> Kernel:
-        import zmq.asyncio
         from jupyter_client.asynchronous import AsyncKernelClient
 
         inside = launcher.paths_for(slot)
@@ -75,14 +85,18 @@ class Kernel:
         conn.write_text(json.dumps(info))
         if slot.uid is not None and os.geteuid() == 0:
             os.chown(conn, slot.uid, slot.uid)
-        process = await launcher.launch(slot)
-        client = AsyncKernelClient(context=zmq.asyncio.Context.instance())  # one IO thread for all kernels
-        client.load_connection_info({**info, "ip": str(slot.ipc / "s")})  # type: ignore[typeddict-item]
-        client.start_channels(shell=True, iopub=True, stdin=False, hb=False, control=True)
+        try:
+            process = await launcher.launch(slot)
+        except (OSError, RuntimeError, ValueError) as e:  # a cgroup we may not create, a missing program …
+            raise SandboxError(f"a {launcher.isolation} kernel could not be launched: {type(e).__name__}: {e}",
+                               hint=f"see {slot.log}; `deepeyes sandbox check` says what this machine allows") from e
+        client = AsyncKernelClient(context=_context(limits.max_message_bytes()))
         kernel = cls(slot, launcher, process, client, limits)
         try:
+            client.load_connection_info({**info, "ip": str(slot.ipc / "s")})  # type: ignore[typeddict-item]
+            client.start_channels(shell=True, iopub=True, stdin=False, hb=False, control=True)
             await asyncio.wait_for(kernel._handshake(), timeout)
-            setup = await kernel.execute(bootstrap_code(limits.max_images, limits.max_pixels), timeout, silent=True)
+            setup = await kernel.execute(bootstrap_code(limits.max_images, limits.max_pixels, limits.max_chars), timeout, silent=True)
             if setup.status != "ok":
                 raise SandboxError(f"the kernel set-up failed: {setup.capture.error or setup.status}",
                                    hint="the kernel Python needs ipykernel, pillow, numpy and matplotlib")
@@ -97,6 +111,9 @@ class Kernel:
                 raise SandboxError(f"a {launcher.isolation} kernel was not ready within {timeout:g} s",
                                    hint=f"see {slot.log}; a loaded machine may need a larger "
                                         "sandbox.start_timeout_s") from None
+            if isinstance(e, Exception):  # ZMQ refusing a socket path, a broken channel …
+                raise SandboxError(f"a {launcher.isolation} kernel could not be started: {type(e).__name__}: {e}",
+                                   hint=f"see {slot.log}") from e
             raise
         return kernel
 
@@ -156,17 +173,24 @@ class Kernel:
         shell: asyncio.Future[Any] | None = None
         reply: dict[str, Any] | None = None
         idle = False
+        quiet_until = float("inf")  # once the reply is in: the output channel must not stay silent past this
+        iopub_socket, shell_socket = self.client.iopub_channel.socket, self.client.shell_channel.socket
         try:
             while reply is None or not idle:
                 if iopub is None and not idle:
-                    iopub = asyncio.ensure_future(self.client.get_iopub_msg())
+                    iopub = iopub_socket.recv_multipart()
                 if shell is None and reply is None:
-                    shell = asyncio.ensure_future(self.client.get_shell_msg())
+                    shell = shell_socket.recv_multipart()
                 waiting = {f for f in (iopub, shell, self._death) if f is not None}
-                done, _ = await asyncio.wait(waiting, timeout=max(0.0, deadline - loop.time()),
+                done, _ = await asyncio.wait(waiting, timeout=max(0.0, min(deadline, quiet_until) - loop.time()),
                                              return_when=asyncio.FIRST_COMPLETED)
-                if self._death in done:
+                if self._death in done or any(f.cancelled() for f in done):  # dead, or its sockets closed by kill()
                     result.status = "died"
+                    break
+                if not done and loop.time() >= quiet_until:
+                    # The kernel answered, but its "idle" never came: the output channel is cut (a message
+                    # over MAX_MESSAGE_BYTES closes it). The kernel is as good as dead to us.
+                    result.status, result.lost_output = "died", True
                     break
                 if not done:
                     if result.interrupted:
@@ -177,16 +201,23 @@ class Kernel:
                     deadline = loop.time() + grace
                     continue
                 if iopub is not None and iopub in done:
-                    msg, iopub = iopub.result(), None
-                    if msg["parent_header"].get("msg_id") == msg_id:
-                        if msg["msg_type"] == "status" and msg["content"].get("execution_state") == "idle":
+                    msg, iopub = decode_message(self.client.session, iopub.result()), None
+                    if msg is not None and msg["parent_header"].get("msg_id") == msg_id:
+                        msg_type = msg["header"].get("msg_type")
+                        if msg_type == "status" and msg["content"].get("execution_state") == "idle":
                             idle = True
                         else:
-                            result.capture.add_message(msg["msg_type"], msg["content"])
+                            result.capture.add_message(msg_type, msg["content"])
                 if shell is not None and shell in done:
-                    msg, shell = shell.result(), None
-                    if msg["parent_header"].get("msg_id") == msg_id:
+                    msg, shell = decode_message(self.client.session, shell.result()), None
+                    if msg is not None and msg["parent_header"].get("msg_id") == msg_id:
                         reply = msg["content"]
+                if reply is not None:  # from now on, silence on the output channel is counted
+                    quiet_until = loop.time() + max(grace, OUTPUT_SILENCE_S)
+        except asyncio.CancelledError:  # our caller gave up: do not leave the cell running for the next one
+            with contextlib.suppress(Exception):
+                self.interrupt()
+            raise
         finally:
             for f in (iopub, shell):
                 if f is not None:
@@ -210,6 +241,36 @@ class Kernel:
             self._death.cancel()
         with contextlib.suppress(BaseException):
             await self._death
+
+
+_CONTEXTS: dict[int, Any] = {}
+
+
+def _context(max_message_bytes: int) -> Any:
+    """A ZMQ context (one IO thread) whose sockets refuse messages over ``max_message_bytes``:
+    the option must be set before a socket connects, and jupyter_client connects as it creates."""
+    import zmq
+    import zmq.asyncio
+
+    if max_message_bytes not in _CONTEXTS:
+        context = zmq.asyncio.Context()
+        context.setsockopt(zmq.MAXMSGSIZE, max_message_bytes)
+        _CONTEXTS[max_message_bytes] = context
+    return _CONTEXTS[max_message_bytes]
+
+
+def decode_message(session: Session, frames: list[bytes]) -> dict[str, Any] | None:
+    """A kernel message, signature checked, with only what we read: header, parent header and
+    content as plain JSON. (jupyter_client's own ``deserialize`` also parses every date with
+    dateutil and keeps a digest history: a large share of a warm cell's host time.) None for a
+    message that is malformed or wrongly signed: it is ignored."""
+    try:
+        parts = frames[frames.index(DELIM) + 1:]
+        if session.auth is not None and not hmac.compare_digest(parts[0], session.sign(parts[1:5])):
+            return None
+        return {"header": json.loads(parts[1]), "parent_header": json.loads(parts[2]), "content": json.loads(parts[4])}
+    except (ValueError, IndexError, TypeError):
+        return None
 
 
 def _tail(path: os.PathLike[str] | str, size: int = 2000) -> str:

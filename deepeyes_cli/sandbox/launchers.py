@@ -16,7 +16,14 @@ from pathlib import Path
 from typing import Protocol
 
 from deepeyes_cli.errors import SandboxError
-from deepeyes_cli.sandbox.limits import Cgroup, CgroupFactory, Limits, join_cgroup_script, prlimit_argv
+from deepeyes_cli.sandbox.limits import (
+    Cgroup,
+    CgroupFactory,
+    Limits,
+    enforcement,
+    join_cgroup_script,
+    prlimit_argv,
+)
 from deepeyes_cli.sandbox.state import INSIDE, INSIDE_ROOT, KernelSlot, kernel_env, python_layout
 
 # No history database; no 0.5 ms nap before each reply (it lets clients that stop at the reply
@@ -45,6 +52,10 @@ class Launcher(Protocol):
         ...
 
     async def launch(self, slot: KernelSlot) -> KernelProcess: ...
+
+    def enforcement(self) -> dict[str, str]:
+        """How memory, process and CPU limits hold for its kernels."""
+        ...
 
     def close(self) -> None: ...
 
@@ -108,6 +119,9 @@ class _SubprocessLauncher:
     def _argv(self, slot: KernelSlot, python_exe: str) -> tuple[list[str], int | None]:
         """The command, and a file descriptor it reads (closed here once it is started)."""
         raise NotImplementedError
+
+    def enforcement(self) -> dict[str, str]:
+        return enforcement(self.cgroups, self.own_uid)
 
     def _cwd(self, slot: KernelSlot) -> str | None:
         return None
@@ -202,6 +216,8 @@ class BwrapLauncher(_SubprocessLauncher):
              "--proc", "/proc", "--dev", "/dev", "--size", tmpfs_size, "--perms", "1777", "--tmpfs", "/tmp",
              "--perms", "0755", "--dir", INSIDE_ROOT, "--size", tmpfs_size, "--perms", "1777",
              "--tmpfs", INSIDE["work"], "--ro-bind", "/usr", "/usr"]
+        if not self.own_uid:  # bwrap works in a user namespace of ours anyway: no nested ones for the kernel
+            a[:0] = ["--unshare-user", "--disable-userns"]
         for top in ("/bin", "/sbin", "/lib", "/lib32", "/lib64"):
             if os.path.islink(top):
                 a += ["--symlink", os.readlink(top), top]
@@ -223,7 +239,10 @@ class BwrapLauncher(_SubprocessLauncher):
                     made.add(d)
             a += ["--ro-bind", root, root]
         a += ["--ro-bind", str(slot.assets), INSIDE["assets"], "--bind", str(slot.ipc), INSIDE["kernel"],
-              "--ro-bind", str(slot.input), INSIDE["input"], "--chdir", INSIDE["work"], "--clearenv"]
+              "--ro-bind", str(slot.input), INSIDE["input"],
+              # The root bwrap builds is a tmpfs with no size limit, and without root (a user namespace) the
+              # kernel owns it: made read-only, only /tmp and the work dir (sized tmpfs) stay writable.
+              "--remount-ro", "/", "--chdir", INSIDE["work"], "--clearenv"]
         for k, v in kernel_env(self.paths_for(slot)).items():
             a += ["--setenv", k, v]
         options = slot.dir / "bwrap.args"

@@ -249,6 +249,20 @@ class CgroupFactory:
                 parent.rmdir()
 
 
+def enforcement(cgroups: CgroupFactory | None, own_uid: bool) -> dict[str, str]:
+    """How each per-session limit holds here (said by ``deepeyes sandbox check`` and ``/health``).
+    ``own_uid``: each kernel runs under a uid of its own (bwrap as root), so RLIMIT_NPROC is per session."""
+    held = set(cgroups.controllers) if cgroups else set()
+    via = f"cgroup {cgroups.version}" if cgroups else ""
+    return {
+        "memory": f"{via}: the whole session, tmpfs included" if "memory" in held else
+                  "RLIMIT_AS per process (each fork gets as much; /tmp and the work dir are tmpfs of memory_mb each)",
+        "processes": f"{via}: pids.max" if "pids" in held else
+                     "RLIMIT_NPROC on the kernel's own uid" if own_uid else "none",
+        "cpu": f"{via}: quota of `cpus`" if "cpu" in held else "no quota (RLIMIT_CPU per process, the cell timeout)",
+    }
+
+
 def join_cgroup_script(cgroup: Cgroup | None) -> list[str]:
     """`sh -c` prefix that moves itself into the cgroup, then execs the rest of the argv, so the
     kernel and everything it forks start inside (no preexec_fn in a threaded server)."""

@@ -87,16 +87,22 @@ def render_result(result: CellResult, out: Path | None, as_json: bool) -> str:
 
 def check_isolation(cfg: SandboxConfig) -> list[tuple[str, str]]:
     """What this machine gives a session, then a real kernel's view from inside."""
-    from deepeyes_cli.sandbox.limits import CgroupFactory
+    import os
+
+    from deepeyes_cli.sandbox.limits import CgroupFactory, enforcement
 
     rows: list[tuple[str, str]] = [("isolation", cfg.isolation)]
     for tool in ("bwrap", "setpriv", "prlimit"):
         rows.append((tool, shutil.which(tool) or "missing"))
     cgroups = CgroupFactory.detect()
-    if cgroups is None:
-        rows.append(("cgroups", "not available: rlimits only (RLIMIT_AS for memory, RLIMIT_NPROC for processes)"))
-    else:
-        rows.append(("cgroups", f"{cgroups.version}: {', '.join(cgroups.controllers)}"))
+    rows.append(("cgroups", f"{cgroups.version}: {', '.join(cgroups.controllers)}" if cgroups else
+                            "none we may create: rlimits only"))
+    if cfg.isolation != "docker":
+        own_uid = cfg.isolation == "bwrap" and os.geteuid() == 0
+        rows.append(("user", "a uid of its own per kernel" if own_uid else "this process's uid (user namespace)"
+                             if cfg.isolation == "bwrap" else "this process's uid"))
+        rows += [(f"{name} limit", how) for name, how in enforcement(cgroups, own_uid).items()]
+    if cgroups is not None:
         cgroups.close()
     rows.append(("limits", f"{cfg.memory_mb} MiB, {cfg.cpus:g} CPU, {cfg.max_processes} processes, "
                            f"{cfg.open_files} files, files ≤ {cfg.file_size_mb} MiB, {cfg.cpu_time_s} CPU-s"))

@@ -12,7 +12,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from deepeyes_cli.sandbox.kernel_init import DROPPED_MIME
+from deepeyes_cli.sandbox.kernel_init import CUT_KEY, DROPPED_MIME
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-Z\\-_]")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -56,6 +56,25 @@ class TextCapture:
         while self.tail and self.tail_len - len(self.tail[0]) >= self.tail_limit:
             self.tail_len -= len(self.tail.popleft())
 
+    def skip(self, omitted: int) -> None:
+        """Count ``omitted`` characters the kernel already cut out here: what came before them can
+        no longer be the tail, and what comes after can no longer be the head."""
+        self.total += omitted
+        self.head_len = max(self.head_len, self.head_limit)
+        self.tail.clear()
+        self.tail_len = 0
+
+    def add_cut(self, text: str, cut: Any) -> None:
+        """Add a text the kernel may have cut (``cut`` = [characters kept before the gap, characters
+        left out]); a ``cut`` that does not fit the text is ignored."""
+        if (isinstance(cut, list) and len(cut) == 2 and all(isinstance(n, int) for n in cut)
+                and 0 <= cut[0] <= len(text) and cut[1] > 0):
+            self.add(text[: cut[0]])
+            self.skip(cut[1])
+            self.add(text[cut[0]:])
+        else:
+            self.add(text)
+
     @property
     def truncated(self) -> bool:
         return self.total > self.head_limit + self.tail_limit
@@ -92,7 +111,7 @@ class CellCapture:
     max_pixels: int
     stdout: TextCapture = field(init=False)
     stderr: TextCapture = field(init=False)
-    result: str | None = None
+    result: TextCapture | None = None  # the last expression's text
     error: str | None = None
     images: list[bytes] = field(default_factory=list)
     images_dropped: int = 0
@@ -103,8 +122,9 @@ class CellCapture:
         self.stderr = TextCapture(self.max_chars)
 
     def add_message(self, msg_type: str, content: dict[str, Any]) -> None:
+        cut = content.get(CUT_KEY)  # where the kernel cut a long text (kernel_init.cap_messages)
         if msg_type == "stream":
-            (self.stderr if content.get("name") == "stderr" else self.stdout).add(content.get("text", ""))
+            (self.stderr if content.get("name") == "stderr" else self.stdout).add_cut(str(content.get("text", "")), cut)
         elif msg_type in ("display_data", "execute_result", "update_display_data"):
             data = content.get("data") or {}
             if DROPPED_MIME in data:  # the kernel's own count of images it did not send
@@ -116,9 +136,11 @@ class CellCapture:
                 self._add_image(image)
             if msg_type == "execute_result":
                 if "text/plain" in data:
-                    self.result = str(data["text/plain"])
+                    self.result = TextCapture(self.max_chars)
+                    self.result.add_cut(str(data["text/plain"]), cut)
             elif image is None and "text/plain" in data:  # display("text"), a DataFrame …: shown like print
-                self.stdout.add(str(data["text/plain"]) + "\n")
+                self.stdout.add_cut(str(data["text/plain"]), cut)
+                self.stdout.add("\n")
         elif msg_type == "error":
             traceback = strip_ansi("\n".join(content.get("traceback") or []))
             self.error = re.sub(r"\n\s*\n", "\n", traceback).strip() or \
@@ -145,8 +167,9 @@ class CellCapture:
 
     def text_fields(self) -> dict[str, Any]:
         """stdout, stderr, result and error, each within the limit, and whether any was cut."""
-        result, cut_result = cut(self.result, self.max_chars) if self.result is not None else (None, False)
         error, cut_error = cut(self.error, self.max_chars) if self.error is not None else (None, False)
+        result = self.result.value() if self.result is not None else None
+        cut_result = self.result is not None and self.result.truncated
         return {"stdout": self.stdout.value(), "stderr": strip_ansi(self.stderr.value()), "result": result,
                 "error": error,
                 "truncated": self.stdout.truncated or self.stderr.truncated or cut_result or cut_error}

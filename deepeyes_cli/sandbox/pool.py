@@ -25,7 +25,7 @@ from deepeyes_cli.sandbox.config import SandboxConfig
 from deepeyes_cli.sandbox.kernel import Kernel, OutputLimits
 from deepeyes_cli.sandbox.launchers import Launcher
 from deepeyes_cli.sandbox.session import LocalSession
-from deepeyes_cli.sandbox.state import KernelSlot, make_slot, prepare_state_dir
+from deepeyes_cli.sandbox.state import KernelSlot, UidLeases, make_slot, prepare_state_dir
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -71,7 +71,7 @@ class KernelPool:
         self._starting = 0
         self._waiters = 0
         self._serial = 0
-        self._uids: set[int] = set()
+        self._uids = UidLeases(cfg.uid_base)
         self._tasks: set[asyncio.Task[Any]] = set()  # reaper and kernel starts: cancelled on close
         self._discards: set[asyncio.Task[Any]] = set()  # kernel kills: awaited on close
         self._state: Path | None = None
@@ -86,7 +86,11 @@ class KernelPool:
         return self._launcher
 
     async def __aenter__(self) -> KernelPool:
-        await self.start()
+        try:
+            await self.start()
+        except BaseException:  # no __aexit__ follows a failed __aenter__: clean up here
+            await self.aclose()
+            raise
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -101,9 +105,12 @@ class KernelPool:
     def _new_slot(self) -> KernelSlot:
         assert self._state is not None
         self._serial += 1
-        uid = next(u for u in range(self.cfg.uid_base, self.cfg.uid_base + 1_000_000) if u not in self._uids)
-        self._uids.add(uid)
-        return make_slot(self._state, self._serial, uid, world_writable_ipc=self.launcher.isolation == "docker")
+        uid = self._uids.take()
+        try:
+            return make_slot(self._state, self._serial, uid, world_writable_ipc=self.launcher.isolation == "docker")
+        except BaseException:
+            self._uids.release(uid)
+            raise
 
     async def start(self) -> None:
         """Prepare the state directory, start one kernel to prove the set-up works (a clear error
@@ -132,7 +139,7 @@ class KernelPool:
             raise
 
     def _release_slot(self, slot: KernelSlot) -> None:
-        self._uids.discard(slot.uid or -1)
+        self._uids.release(slot.uid)
         shutil.rmtree(slot.dir, ignore_errors=True)
 
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:
@@ -144,9 +151,11 @@ class KernelPool:
     def _refill(self) -> None:
         if self._closed or self._ready is None:
             return
-        live = len(self.sessions)
+        # Kernels: those of sessions, the ready ones and those starting, at most max_sessions + pool_size.
+        # A session waiting for a kernel (new, or restarting) holds none yet, so it leaves room for one.
+        holding = sum(1 for s in self.sessions.values() if s.attached)
         want = self.cfg.pool_size + self._waiters - self._ready.qsize() - self._starting
-        room = self.cfg.max_sessions + self.cfg.pool_size - live - self._ready.qsize() - self._starting
+        room = self.cfg.max_sessions + self.cfg.pool_size - holding - self._ready.qsize() - self._starting
         for _ in range(max(0, min(want, room))):
             self._starting += 1
             self._spawn(self._start_one())
@@ -208,17 +217,22 @@ class KernelPool:
         session = LocalSession(sid, self, list(images))
         self.sessions[sid] = session  # counted from now on, so max_sessions holds while we wait
         try:
-            await self._wait_for_room(sid)
+            await self._wait_for_room(session)
             await session.attach(await self.take_kernel())
         except BaseException:
-            self.sessions.pop(sid, None)
+            if self.sessions.get(sid) is session:
+                del self.sessions[sid]
             raise
         self.counters["sessions_opened"] += 1
         return session
 
-    async def _wait_for_room(self, sid: str) -> None:
+    async def _wait_for_room(self, session: LocalSession) -> None:
         deadline = time.monotonic() + self.cfg.queue_timeout_s
-        while list(self.sessions).index(sid) >= self.cfg.max_sessions:
+        while True:
+            if session.closed:
+                raise SandboxError(f"session {session.id} was closed while it waited", hint="open a new session")
+            if list(self.sessions).index(session.id) < self.cfg.max_sessions:
+                return
             if time.monotonic() > deadline:
                 raise SandboxError(f"the sandbox is busy: {self.cfg.max_sessions} sessions are open",
                                    hint="close finished sessions, or raise sandbox.max_sessions")
@@ -246,7 +260,8 @@ class KernelPool:
         return {"isolation": self.cfg.isolation, "sessions": min(len(self.sessions), self.cfg.max_sessions),
                 "queued_sessions": max(0, len(self.sessions) - self.cfg.max_sessions),
                 "ready_kernels": self._ready.qsize() if self._ready else 0, "starting_kernels": self._starting,
-                "max_sessions": self.cfg.max_sessions, **self.counters}
+                "max_sessions": self.cfg.max_sessions,
+                "limits": self._launcher.enforcement() if self._launcher is not None else {}, **self.counters}
 
     async def aclose(self) -> None:
         if self._closed:
@@ -266,4 +281,5 @@ class KernelPool:
             self._launcher.close()
         if self._state is not None:
             shutil.rmtree(self._state, ignore_errors=True)
+        self._uids.close()
 

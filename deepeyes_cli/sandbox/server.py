@@ -3,7 +3,8 @@
 Endpoints: ``POST /jupyter_sandbox`` (run a cell; an unknown ``session_id`` opens a session),
 ``POST /sessions`` (open one with images), ``DELETE /sessions/{id}`` and ``POST
 /clear_session`` (end one), ``GET /health`` (no auth), ``GET /metrics`` (Prometheus). With a
-token, every endpoint but ``/health`` needs ``Authorization: Bearer <token>``.
+token, every endpoint but ``/health`` needs ``Authorization: Bearer <token>`` (or ``?token=<token>``
+in the URL, for a client that cannot add a header, like the original's).
 
 One process serves every session: the kernels are its child processes and it only relays
 messages, so one asyncio process keeps each session with its kernel without any affinity
@@ -21,10 +22,12 @@ import ipaddress
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
+from pydantic import BaseModel, ValidationError
 
 from deepeyes_cli import __version__
 from deepeyes_cli.errors import SandboxError
@@ -57,15 +60,17 @@ class _Sessions:
         self.pool = pool
         self.opening: dict[str, asyncio.Future[LocalSession]] = {}
 
-    async def get(self, sid: str, images: list[Any] | None = None, *, create: bool = True) -> tuple[LocalSession, list[str]]:
-        session = self.pool.sessions.get(sid)
-        if session is not None and session.attached:
-            if images is not None:
-                raise SandboxError(f"session {sid!r} is already open")
-            return session, []
+    async def get(self, sid: str, images: list[Any] | None = None) -> tuple[LocalSession, list[str]]:
+        """The open session ``sid``, or a new one (with ``images``) when there is none. Opening
+        with images an id that is already open is an error."""
         pending = self.opening.get(sid)
+        session = self.pool.sessions.get(sid)
+        if (pending is not None or session is not None) and images is not None:
+            raise SandboxError(f"session {sid!r} is already open", hint="use a new session id per trajectory")
         if pending is not None:
             return await asyncio.shield(pending), []
+        if session is not None:  # open (one whose kernel failed to restart tries again in run())
+            return session, []
         notes = []
         why = self.pool.expired.pop(sid, None)
         if why:
@@ -82,6 +87,18 @@ class _Sessions:
         finally:
             self.opening.pop(sid, None)
         return session, notes
+
+
+Body = TypeVar("Body", bound=BaseModel)
+
+
+async def json_body(request: Request, model: type[Body]) -> Body:
+    """The request's JSON body as ``model``, whatever Content-Type the client sent (``curl -d``
+    says form data; the original's clients send JSON without asking). A bad body is FastAPI's 422."""
+    try:
+        return model.model_validate_json(await request.body())
+    except ValidationError as e:
+        raise RequestValidationError(e.errors(include_url=False)) from e
 
 
 def _decode_images(encoded: list[str]) -> list[Any]:
@@ -129,13 +146,16 @@ def create_app(cfg: SandboxConfig, token: str | None = None, pool: KernelPool | 
         yield
         await pool.aclose()
 
-    def authorize(request: Request) -> None:
+    async def authorize(request: Request) -> None:  # async: FastAPI runs a plain def in a worker thread
         if not token:
             return
-        given = request.headers.get("authorization", "")
-        scheme, _, value = given.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip().encode(), token.encode()):
-            raise HTTPException(401, "a valid bearer token is required", headers={"WWW-Authenticate": "Bearer"})
+        scheme, _, value = request.headers.get("authorization", "").partition(" ")
+        # ?token=… is for clients that cannot send a header, such as the original DeepEyesV2 env: its
+        # sandbox URL is configurable, its headers are not.
+        given = value.strip() if scheme.lower() == "bearer" else request.query_params.get("token", "")
+        if not hmac.compare_digest(given.encode(), token.encode()):
+            raise HTTPException(401, "a valid bearer token is required (Authorization: Bearer …, or ?token=…)",
+                                headers={"WWW-Authenticate": "Bearer"})
 
     app = FastAPI(title="deepeyes sandbox", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.pool = pool
@@ -149,7 +169,8 @@ def create_app(cfg: SandboxConfig, token: str | None = None, pool: KernelPool | 
                             headers={"Retry-After": "5"} if busy else None)
 
     @app.post("/jupyter_sandbox", dependencies=guarded)
-    async def run_cell(req: RunRequest) -> Any:
+    async def run_cell(request: Request) -> Any:
+        req = await json_body(request, RunRequest)
         if not req.code.strip():
             return EMPTY_CODE
         start = time.perf_counter()
@@ -160,9 +181,10 @@ def create_app(cfg: SandboxConfig, token: str | None = None, pool: KernelPool | 
         return JSONResponse(result_to_wire(result))  # already JSON-ready: skip FastAPI's encoder
 
     @app.post("/sessions", dependencies=guarded)
-    async def open_session(req: OpenRequest) -> Any:
+    async def open_session(request: Request) -> Any:
         import uuid
 
+        req = await json_body(request, OpenRequest)
         sid = req.session_id or uuid.uuid4().hex
         session, _ = await sessions.get(sid, _decode_images(req.images))
         return {"status": "success", "session_id": session.id}
@@ -182,7 +204,8 @@ def create_app(cfg: SandboxConfig, token: str | None = None, pool: KernelPool | 
         return await end(session_id)
 
     @app.post("/clear_session", dependencies=guarded)
-    async def clear_session(req: SessionRequest) -> Any:
+    async def clear_session(request: Request) -> Any:
+        req = await json_body(request, SessionRequest)
         return await end(req.session_id, missing_ok=True)  # the original answers success either way
 
     @app.get("/health")
@@ -211,10 +234,13 @@ def serve(cfg: SandboxConfig, host: str = "127.0.0.1", port: int = 8080, token: 
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
+        # Listen now: "listening on" is said once the pool is up, before uvicorn gets to listen() itself,
+        # and a client that connects at once must be queued, not refused.
+        sock.listen(2048)
     except OSError as e:
         raise SandboxError(f"cannot listen on {host}:{port}: {e.strerror}",
                            hint="choose another --port (0 picks a free one)") from e
-    url = f"http://{host}:{sock.getsockname()[1]}"
+    url = f"http://{f'[{host}]' if family == socket.AF_INET6 else host}:{sock.getsockname()[1]}"
     errors: list[SandboxError] = []
 
     def failed(error: SandboxError) -> None:

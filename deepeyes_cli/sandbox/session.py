@@ -55,7 +55,7 @@ class LocalSession:
 
     async def attach(self, kernel: Kernel) -> None:
         """Load this session's images into a fresh kernel and make it the session's."""
-        if self.images:
+        if self.images and not self.closed:
             inside = kernel.launcher.paths_for(kernel.slot)["input"]
             specs = write_inputs(self.images, kernel.slot.input, inside)
             code = f"__import__('_deepeyes_sandbox').load_inputs(globals(), {specs!r})"
@@ -63,6 +63,9 @@ class LocalSession:
             if loaded.status != "ok":
                 self.pool.discard_later(kernel)
                 raise SandboxError(f"the session's images could not be loaded: {loaded.capture.error}")
+        if self.closed:  # closed while its kernel was starting: the kernel is nobody's
+            self.pool.discard_later(kernel)
+            raise SandboxError(f"session {self.id} was closed", hint="open a new session")
         self.kernel = kernel
         self.last_used = time.monotonic()
 
@@ -88,21 +91,25 @@ class LocalSession:
             notes: list[str] = []
             restarted = False
             try:
-                if self.kernel is None:  # an earlier restart failed: try again now
+                if self.kernel is None or not self.kernel.alive:
+                    # Before the cell, so a failure here (no kernel in time) ran nothing; the next cell tries again.
+                    why = ("an earlier restart failed" if self.kernel is None else
+                           f"it had stopped since the last cell: {self.kernel.process.exit_reason()}")
                     await self._restart()
                     restarted = True
-                    notes.append(f"the kernel was restarted: {self._reloaded()}")
-                elif not self.kernel.alive:
-                    reason = self.kernel.process.exit_reason()
-                    await self._restart()
-                    restarted = True
-                    notes.append(f"the kernel had stopped since the last cell ({reason}) and was restarted: "
-                                 f"{self._reloaded()}")
-                execution = await self._execute(code, limit)
-                result = self._result(execution, limit, notes)
+                    notes.append(f"the kernel was restarted ({why}): {self._reloaded()}")
+                kernel = self.kernel
+                assert kernel is not None
+                execution = await self._execute(kernel, code, limit)
+                result = self._result(kernel, execution, limit, notes)  # before a restart removes its cgroup
                 if (execution.status == "died" or execution.unresponsive) and not self.closed:
-                    await self._restart()
-                    restarted = True
+                    try:
+                        await self._restart()
+                        restarted = True
+                        result.error = f"{result.error}; the kernel was restarted: {self._reloaded()}."
+                    except SandboxError as e:  # keep this cell's result; the next cell tries again
+                        result.error = (f"{result.error}; the kernel could not be restarted yet ({e.message}), "
+                                        "the next cell will try again.")
                 result.restarted = restarted
                 self.cells += 1
                 self.pool.counters[f"cells_{result.status}"] += 1
@@ -111,20 +118,18 @@ class LocalSession:
                 self.busy = False
                 self.last_used = time.monotonic()
 
-    async def _execute(self, code: str, limit: float) -> Execution:
+    async def _execute(self, kernel: Kernel, code: str, limit: float) -> Execution:
         from deepeyes_cli.sandbox.kernel import Execution
 
-        assert self.kernel is not None
         try:
-            return await self.kernel.execute(code, limit, grace=self.pool.cfg.interrupt_grace_s)
+            return await kernel.execute(code, limit, grace=self.pool.cfg.interrupt_grace_s)
         except (SandboxError, OSError, RuntimeError, ValueError) as e:  # a broken channel: treat as a crash
             log.warning("session %s: kernel channel failed: %s", self.id, e)
             execution = Execution(self.pool.limits.capture(), status="died")
-            await self.kernel.process.kill()
+            await kernel.process.kill()
             return execution
 
-    def _result(self, ex: Execution, limit: float, notes: list[str]) -> CellResult:
-        assert self.kernel is not None
+    def _result(self, kernel: Kernel, ex: Execution, limit: float, notes: list[str]) -> CellResult:
         text = ex.capture.text_fields()
         dropped = ex.capture.images_dropped
         status: CellStatus = {"ok": "ok", "error": "error", "timeout": "timeout", "died": "crashed"}[ex.status]  # type: ignore[assignment]
@@ -132,10 +137,12 @@ class LocalSession:
         if status == "timeout":
             error = f"TimeoutError: the cell ran longer than {limit:g} s and was interrupted"
             if ex.unresponsive:
-                error += f"; it did not stop, so the kernel was restarted: {self._reloaded()}"
+                error += " but did not stop"
         elif status == "crashed":
-            error = (f"KernelDied: the kernel died while running this cell: {self.kernel.process.exit_reason()}. "
-                     f"It was restarted: {self._reloaded()}.")
+            why = ("the session was closed while it ran" if self.closed else
+                   "it sent a message over the size limit, and its output channel was cut" if ex.lost_output else
+                   kernel.process.exit_reason())
+            error = f"KernelDied: the kernel died while running this cell: {why}"
         if dropped:
             notes.append(f"{dropped} more image(s) were not returned (at most {self.pool.cfg.max_images_per_cell} "
                          "per cell)")

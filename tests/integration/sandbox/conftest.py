@@ -23,7 +23,6 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[3]
 SECRET = "sk-deepeyes-test-" + uuid.uuid4().hex
-MEMORY_MB = 320
 MAX_PROCESSES = 48
 
 needs_bwrap = pytest.mark.skipif(shutil.which("bwrap") is None,
@@ -36,18 +35,37 @@ class Server:
     token: str
     proc: subprocess.Popen[str]
     client: httpx.Client
+    log: list[str]
     secret: str = SECRET
-    memory_mb: int = MEMORY_MB
+    memory_mb: int = 320
     max_processes: int = MAX_PROCESSES
 
+    def post(self, path: str, body: dict[str, Any]) -> httpx.Response:
+        try:
+            return self.client.post(path, json=body)
+        except httpx.TransportError as e:  # say why: the server's own words
+            raise AssertionError(f"the sandbox server did not answer ({e}; exit code {self.proc.poll()}):\n"
+                                 + "".join(self.log[-40:])) from e
+
     def cell(self, code: str, session_id: str | None = None, timeout: float = 20.0) -> dict[str, Any]:
-        resp = self.client.post("/jupyter_sandbox", json={"session_id": session_id or uuid.uuid4().hex,
-                                                          "code": code, "timeout": timeout})
+        """Run a cell in ``session_id``, or in a session of its own that is ended afterwards (the
+        suite shares one server: a session left open would hold a kernel and a slot to the end)."""
+        sid = session_id or uuid.uuid4().hex
+        try:
+            resp = self.post("/jupyter_sandbox", {"session_id": sid, "code": code, "timeout": timeout})
+        finally:
+            if session_id is None:
+                self.end(sid)
         assert resp.status_code == 200, resp.text
         return dict(resp.json())
 
     def end(self, session_id: str) -> None:
-        self.client.post("/clear_session", json={"session_id": session_id})
+        self.post("/clear_session", {"session_id": session_id})
+
+    @property
+    def limits(self) -> dict[str, str]:
+        """How the server's memory, process and CPU limits hold on this host (cgroup, rlimit, none)."""
+        return dict(self.client.get("/health").json()["limits"])
 
     def assert_serving(self) -> None:
         """The server still answers and a brand-new session still computes."""
@@ -66,18 +84,32 @@ def http_client(url: str, token: str | None = None) -> httpx.Client:
     return httpx.Client(base_url=url, headers=headers, transport=transport, timeout=120)
 
 
+@pytest.fixture
+def make_http_client() -> Any:
+    """``make_http_client(url, token=None)``: an httpx client as a trainer would keep it."""
+    return http_client
+
+
 @pytest.fixture(scope="session")
 def sandbox_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     if shutil.which("bwrap") is None:
         pytest.skip("bubblewrap is not installed (make sandbox-deps installs it)")
+    from deepeyes_cli.sandbox.limits import CgroupFactory
+
+    cgroups = CgroupFactory.detect()
+    # A memory cgroup counts what a session really uses; RLIMIT_AS (without one) counts address space,
+    # of which a kernel reserves ~0.3-0.6 GB before any cell runs.
+    memory_mb = 320 if cgroups is not None and "memory" in cgroups.controllers else 1024
+    if cgroups is not None:
+        cgroups.close()
     token = uuid.uuid4().hex
     run_dir = tmp_path_factory.mktemp("sandbox-serve")
     env = {**os.environ, "OPENAI_API_KEY": SECRET, "DEEPEYES_TEST_SECRET": SECRET, "PYTHONPATH": str(REPO),
            "DEEPEYES_SANDBOX_TOKEN": token}
     cmd = [sys.executable, "-m", "deepeyes_cli", "sandbox", "serve", "--port", "0", "--run-dir", str(run_dir),
-           "sandbox.isolation=bwrap", "sandbox.pool_size=3", f"sandbox.memory_mb={MEMORY_MB}",
+           "sandbox.isolation=bwrap", "sandbox.pool_size=3", f"sandbox.memory_mb={memory_mb}",
            f"sandbox.max_processes={MAX_PROCESSES}", "sandbox.max_output_chars=4000", "sandbox.max_sessions=24",
-           "sandbox.interrupt_grace_s=1.5", "sandbox.file_size_mb=8"]
+           "sandbox.interrupt_grace_s=3", "sandbox.file_size_mb=8"]
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env, cwd=run_dir)
     assert proc.stderr is not None
     url = None
@@ -91,7 +123,7 @@ def sandbox_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]
         raise RuntimeError("the sandbox server did not start:\n" + "".join(lines))
     # Keep reading its stderr, or a chatty server would block on a full pipe.
     threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True).start()  # type: ignore[arg-type]
-    server = Server(url, token, proc, http_client(url, token))
+    server = Server(url, token, proc, http_client(url, token), lines, memory_mb=memory_mb)
     try:
         yield server
     finally:

@@ -1,11 +1,14 @@
-"""The container our docker backend asks for, checked by the Docker SDK itself (no engine needed)."""
+"""The container our docker backend asks for, checked by the Docker SDK itself (no engine needed),
+and how it waits for containers."""
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from pathlib import Path
 
 from deepeyes_cli.sandbox.config import SandboxConfig
-from deepeyes_cli.sandbox.docker_backend import container_spec
+from deepeyes_cli.sandbox.docker_backend import ContainerKernel, container_spec
 from deepeyes_cli.sandbox.state import KernelSlot
 
 
@@ -31,3 +34,29 @@ def test_container_spec_is_locked_down_and_valid_for_the_sdk(tmp_path: Path) -> 
     env = dict(e.split("=", 1) for e in env) if isinstance(env, list) else env
     assert env["HOME"] == "/sandbox/work" and not any("KEY" in k or "TOKEN" in k for k in env)
     assert args["command"][-2:] == ["-f", "/sandbox/kernel/connection.json"]
+
+
+class _RunningContainer:
+    """Stands in for docker-py's Container: ``wait()`` blocks until the container stops."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.stopped = threading.Event()
+
+    def wait(self) -> dict[str, int]:
+        self.stopped.wait(30)
+        return {"StatusCode": 137}
+
+
+def test_waiting_for_many_containers_leaves_asyncio_threads_free() -> None:
+    async def go() -> list[int]:
+        containers = [_RunningContainer(f"k{i}") for i in range(40)]  # more than asyncio's default pool
+        waits = [asyncio.ensure_future(ContainerKernel(c, 512).wait()) for c in containers]
+        await asyncio.sleep(0.1)
+        # Starting or removing a container goes through asyncio.to_thread: it must not starve.
+        assert await asyncio.wait_for(asyncio.to_thread(lambda: "free"), 10) == "free"
+        for c in containers:
+            c.stopped.set()
+        return await asyncio.wait_for(asyncio.gather(*waits), 10)
+
+    assert asyncio.run(go()) == [137] * 40

@@ -36,6 +36,21 @@ def test_text_capture_keeps_head_and_tail_of_a_long_stream() -> None:
     assert small.value() == "hello world" and not small.truncated
 
 
+def test_a_text_the_kernel_cut_is_counted_as_if_whole() -> None:
+    whole = "".join(f"{i:07d}\n" for i in range(20_000))  # 160,000 characters
+    kept, gap = whole[:500] + whole[-500:], [500, len(whole) - 1000]  # what the kernel sends
+    direct, cut_there = TextCapture(400), TextCapture(400)
+    direct.add("start\n" + whole)
+    cut_there.add("start\n")
+    cut_there.add_cut(kept, gap)
+    assert cut_there.value() == direct.value() and cut_there.truncated
+    cut_there.add_cut("tail", [9, 3])  # a cut that does not fit its text: taken as plain text
+    assert cut_there.value().endswith("tail")
+    cap = CellCapture(max_chars=100, max_images=1, max_pixels=100)
+    cap.add_message("execute_result", {"data": {"text/plain": "a" * 100 + "b" * 100}, "deepeyes_cut": [100, 5000]})
+    assert cap.text_fields()["truncated"] and "5,100 characters omitted" in cap.text_fields()["result"]
+
+
 def test_cell_capture_caps_count_and_pixels_and_rejects_non_png() -> None:
     cap = CellCapture(max_chars=1000, max_images=2, max_pixels=100 * 100)
     for data in [_png(10, 10), b"GIF89a....", _png(200, 200), _png(5, 5), _png(6, 6)]:
@@ -76,7 +91,9 @@ def test_exposure_warning_and_urls() -> None:
     assert exposure_warning("127.0.0.1", None) is None and exposure_warning("::1", None) is None
     assert exposure_warning("0.0.0.0", "tok") is None
     assert "without a token" in (exposure_warning("0.0.0.0", None) or "")
-    assert base_url("http://h:8000/jupyter_sandbox/") == "http://h:8000"
+    assert base_url("http://h:8000/jupyter_sandbox/") == ("http://h:8000", None)
+    assert base_url("http://h:8000/") == ("http://h:8000", None)
+    assert base_url("https://h/sbx/jupyter_sandbox?token=t0k") == ("https://h/sbx", "t0k")
 
 
 def test_limits_become_prlimit_flags_and_cgroup_joins() -> None:
