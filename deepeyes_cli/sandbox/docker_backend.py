@@ -126,7 +126,7 @@ class DockerLauncher:
 
     def _remove_orphans(self) -> None:
         """Kernel containers of servers that died without cleaning up (their pid is in the name)."""
-        from deepeyes_cli.sandbox.limits import pid_alive
+        from deepeyes_cli.procs import pid_alive
 
         with contextlib.suppress(Exception):
             for container in self.client.containers.list(all=True, filters={"label": "org.deepeyes.sandbox=kernel"}):

@@ -18,6 +18,8 @@ import signal
 from dataclasses import dataclass
 from pathlib import Path
 
+from deepeyes_cli.procs import pid_alive
+
 log = logging.getLogger(__name__)
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
@@ -57,15 +59,6 @@ def prlimit_argv(limits: Limits, *, address_space: bool, own_uid: bool = True) -
 def _write(path: Path, value: str) -> None:
     path.write_text(value)
 
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def remove_stale(directory: Path, prefix: str = "deepeyes-sandbox-") -> None:
