@@ -142,6 +142,7 @@ def setup(max_images: int, max_pixels: int, max_chars: int) -> None:
                 namespace[name] = PIL.Image.frombytes(mode, (width, height), f.read())
 
     lighten(shell)
+    flush_before_fork()
 
     def drop_image() -> None:
         state["dropped"] += 1
@@ -212,19 +213,31 @@ def cap_messages(session: Any, max_chars: int, max_pixels: int, drop_image: Any)
     session.serialize = serialize
 
 
+SYNC_MARK = "\x00deepeyes-sync\x00"
+
+
 def wait_for_child_output(limit_s: float = 0.5) -> None:
-    """Let ipykernel's reader threads take in what child processes (``os.system``, ``subprocess``)
-    wrote to the stdout/stderr file descriptors before the cell's output is flushed: they read
-    those pipes on their own time, and what they read after the cell has ended is lost to it."""
+    """Make sure ipykernel's reader threads have taken in everything child processes
+    (``os.system``, ``subprocess``) wrote to the stdout/stderr file descriptors before the
+    cell's output is flushed; what they take in after the cell has ended is lost to it.
+
+    An empty pipe is not enough: a reader may have read the last bytes and not yet handed
+    them to the stream (a busy machine deschedules it right there). So, once the pipe is
+    drained, a marker goes through it: the pipe is first-in first-out, so when the reader
+    hands the marker over, everything written before it has been handed over too."""
     import fcntl
+    import os
     import struct
     import termios
+    import threading
     import time
 
     deadline = time.monotonic() + limit_s
     for stream in (sys.stdout, sys.stderr):
         pipe = getattr(stream, "_fid", None)
-        if not isinstance(pipe, int):
+        fd = getattr(stream, "_original_stdstream_fd", None)
+        reader = getattr(stream, "watch_fd_thread", None)
+        if not isinstance(pipe, int) or not isinstance(fd, int) or reader is None or not reader.is_alive():
             continue
         try:
             while struct.unpack("i", fcntl.ioctl(pipe, termios.FIONREAD, b"\0\0\0\0"))[0] and \
@@ -232,6 +245,44 @@ def wait_for_child_output(limit_s: float = 0.5) -> None:
                 time.sleep(0.001)
         except OSError:
             continue
+        seen = threading.Event()
+        patched = stream.__dict__.get("write")  # an instance-level write someone installed, if any
+
+        def write(text: str, stream: Any = stream, seen: threading.Event = seen, patched: Any = patched) -> Any:
+            if SYNC_MARK in text:
+                text = text.replace(SYNC_MARK, "")
+                seen.set()
+                if not text:
+                    return 0
+            return patched(text) if patched is not None else type(stream).write(stream, text)
+
+        stream.write = write  # type: ignore[method-assign]
+        try:
+            os.write(fd, SYNC_MARK.encode())
+            seen.wait(max(0.0, deadline - time.monotonic()))
+        except OSError:
+            pass
+        finally:
+            if patched is None:
+                del stream.write
+            else:
+                stream.write = patched  # type: ignore[method-assign]
+
+
+def flush_before_fork() -> None:
+    """Send what stdout/stderr hold before the kernel forks (``multiprocessing``, ``os.fork``).
+    ipykernel buffers output for up to 0.2 s; a child forked meanwhile inherits the buffer and
+    sends it again when it exits, so a line printed once would show twice."""
+    import os
+
+    def flush() -> None:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:
+                pass
+
+    os.register_at_fork(before=flush)
 
 
 def lighten(shell: Any) -> None:
