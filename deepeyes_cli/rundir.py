@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import platform
 import re
 import shlex
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -28,6 +26,7 @@ from filelock import FileLock
 
 from deepeyes_cli import __version__
 from deepeyes_cli.errors import RunDirError
+from deepeyes_cli.fileio import atomic_write
 from deepeyes_cli.recipe.loader import ResolvedRecipe
 
 log = logging.getLogger(__name__)
@@ -74,21 +73,6 @@ def redact_argv(argv: Sequence[str], secrets: Iterable[str] = ()) -> list[str]:
             word = word.replace(s, "***")
         out.append(word)
     return out
-
-
-def atomic_write(path: Path, text: str) -> None:
-    """Write a file so that a reader (or a kill -9) never sees it half-written."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def package_versions(names: Iterable[str] = TRACKED_PACKAGES) -> dict[str, str | None]:

@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from deepeyes_cli.agent.loop import AgentRuntime, run_trajectory
-from deepeyes_cli.agent.protocol.prompts import system_prompt, user_instruction
 from deepeyes_cli.agent.records import LoopEvent, Observer, Task, sample_id
 from deepeyes_cli.agent.trajectory import Sample, Trajectory, externalize_images
 from deepeyes_cli.errors import BackendError, DeepeyesError, InputError, ToolError
+from deepeyes_cli.protocol.prompts import system_prompt, user_instruction
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -36,7 +36,7 @@ def load_question(image_paths: Sequence[str | Path], question: str, max_pixels: 
                   answer: str | None = None) -> Task:
     """Check the question and load the images (clear errors, huge images downscaled).
     ``answer`` is the expected answer, recorded so `deepeyes judge` can score the run."""
-    from deepeyes_cli.agent.protocol.images import load_image
+    from deepeyes_cli.protocol.images import load_image
 
     if not question or not question.strip():
         raise InputError("the question is empty", hint='put the question last, e.g. deepeyes ask photo.jpg "What is it?"')

@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from deepeyes_cli.agent.protocol import tags
-from deepeyes_cli.agent.protocol.images import image_token_count
-from deepeyes_cli.agent.protocol.render import content_text, is_image
+from deepeyes_cli.protocol import tags
+from deepeyes_cli.protocol.images import image_token_count
+from deepeyes_cli.protocol.render import content_text, is_image
 
 if TYPE_CHECKING:
     from PIL.Image import Image

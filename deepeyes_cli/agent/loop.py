@@ -19,14 +19,14 @@ from typing import TYPE_CHECKING, Any
 
 from deepeyes_cli.agent.budget import TokenCounter
 from deepeyes_cli.agent.config import AgentConfig
-from deepeyes_cli.agent.protocol import observation as obs
-from deepeyes_cli.agent.protocol import tags
-from deepeyes_cli.agent.protocol.images import normalize_image
-from deepeyes_cli.agent.protocol.parser import ParsedTurn, parse_turn
 from deepeyes_cli.agent.records import ImageRefs, LoopEvent, Observer, Task, count_issues
 from deepeyes_cli.agent.trajectory import EndReason, Trajectory, TurnRecord
 from deepeyes_cli.errors import DeepeyesError
 from deepeyes_cli.policy.base import ChatMessage, Completion, Conversation, Policy, SamplingParams
+from deepeyes_cli.protocol import observation as obs
+from deepeyes_cli.protocol import tags
+from deepeyes_cli.protocol.images import normalize_image
+from deepeyes_cli.protocol.parser import ParsedTurn, parse_turn
 from deepeyes_cli.tools.base import Tool, ToolContext, call_tool
 
 if TYPE_CHECKING:

@@ -11,7 +11,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar, Literal
 
-from deepeyes_cli.agent.protocol.render import is_image
 from deepeyes_cli.agent.trajectory import (
     ImagePart,
     ImageRef,
@@ -21,6 +20,7 @@ from deepeyes_cli.agent.trajectory import (
     Trajectory,
     TurnRecord,
 )
+from deepeyes_cli.protocol.render import is_image
 
 if TYPE_CHECKING:
     from pathlib import Path

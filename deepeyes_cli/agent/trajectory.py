@@ -12,13 +12,14 @@ import base64
 import hashlib
 import io
 import json
-import os
 from collections.abc import Iterable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from deepeyes_cli.fileio import atomic_write
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -187,10 +188,8 @@ def externalize_images(traj: Trajectory, jsonl: Path) -> Trajectory:
             continue
         out_dir.mkdir(parents=True, exist_ok=True)
         target = out_dir / f"{ref.sha256}.png"
-        if not target.exists():
-            tmp = target.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_bytes(base64.b64decode(ref.b64))
-            os.replace(tmp, target)
+        if not target.exists():  # a unique temporary file: threads may write the same image at once
+            atomic_write(target, base64.b64decode(ref.b64))
         ref.path = str(target.relative_to(jsonl.parent))
         ref.b64 = None
     return traj

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from deepeyes_cli.agent.protocol.parser import split_segments
 from deepeyes_cli.agent.trajectory import ImagePart, ImageRef, Message, Trajectory, TurnRecord
+from deepeyes_cli.protocol.parser import split_segments
 
 TEMPLATE = "viewer.html"
 

@@ -64,7 +64,7 @@ class TurnPrinter:
         from rich.syntax import Syntax
         from rich.text import Text
 
-        from deepeyes_cli.agent.protocol.parser import extract_code, split_segments
+        from deepeyes_cli.protocol.parser import extract_code, split_segments
 
         for mode, piece in split_segments(text):
             if mode == "code":
@@ -85,7 +85,7 @@ class TurnPrinter:
         from rich.text import Text
 
         from deepeyes_cli.agent.ask import save_event_images
-        from deepeyes_cli.agent.protocol.tags import (
+        from deepeyes_cli.protocol.tags import (
             TOOL_RESPONSE_CLOSE,
             TOOL_RESPONSE_OPEN,
             parse_code_result,

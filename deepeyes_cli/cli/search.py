@@ -55,7 +55,7 @@ def _show(outcome: SearchOutcome, summary: dict[str, Any], as_json: bool, saved:
 
 
 def _finish(stage: Any, summary: dict[str, Any]) -> None:
-    from deepeyes_cli.rundir import atomic_write
+    from deepeyes_cli.fileio import atomic_write
 
     atomic_write(stage.run_dir.path / "search_summary.json", json.dumps(summary, indent=2) + "\n")
 

@@ -22,10 +22,10 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
-from deepeyes_cli.agent.protocol import tags
-from deepeyes_cli.agent.protocol.render import is_image, sanitize
 from deepeyes_cli.policy.base import Completion, Conversation, FinishReason, SamplingParams
 from deepeyes_cli.policy.stops import restore_dropped_stop
+from deepeyes_cli.protocol import tags
+from deepeyes_cli.protocol.render import is_image, sanitize
 
 if TYPE_CHECKING:
     from PIL.Image import Image

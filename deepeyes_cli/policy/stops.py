@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from deepeyes_cli.agent.protocol import tags
+from deepeyes_cli.protocol import tags
 
 # A stop string and the tag it closes (to restore a stop string an API dropped).
 _OPENERS = {tags.CODE_CLOSE: tags.CODE_OPEN, tags.TOOL_CALL_CLOSE: tags.TOOL_CALL_OPEN}

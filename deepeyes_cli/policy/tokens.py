@@ -13,9 +13,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from deepeyes_cli.agent.protocol import tags
-from deepeyes_cli.agent.protocol.render import prompt_images, prompt_spans
 from deepeyes_cli.errors import BackendError
+from deepeyes_cli.protocol import tags
+from deepeyes_cli.protocol.render import prompt_images, prompt_spans
 
 if TYPE_CHECKING:
     from pathlib import Path

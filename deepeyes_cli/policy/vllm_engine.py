@@ -22,10 +22,10 @@ import uuid
 from collections.abc import Coroutine, Sequence
 from typing import Any, TypeVar
 
-from deepeyes_cli.agent.protocol import tags
 from deepeyes_cli.errors import BackendError, RecipeError
 from deepeyes_cli.policy.base import Completion, Conversation, FinishReason, SamplingParams
 from deepeyes_cli.policy.tokens import TokenIds, encode_prompt
+from deepeyes_cli.protocol import tags
 
 T = TypeVar("T")
 

@@ -17,7 +17,6 @@ import asyncio
 import hashlib
 import json
 import os
-import shutil
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -29,6 +28,7 @@ from filelock import FileLock, Timeout
 
 from deepeyes_cli.agent.trajectory import Trajectory, read_jsonl
 from deepeyes_cli.errors import InputError
+from deepeyes_cli.fileio import atomic_output
 from deepeyes_cli.rewards.config import RewardConfig
 from deepeyes_cli.rewards.reward import RewardBreakdown, RewardScorer
 
@@ -248,18 +248,8 @@ def _one_line(message: str) -> str:
 
 def _write_output(trajs: list[Trajectory], input_path: Path, output: Path) -> None:
     src_dir, dst_dir = input_path.resolve().parent, output.resolve().parent
-    tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            for traj in trajs:
-                if src_dir != dst_dir:
-                    _rebase_images(traj, src_dir, dst_dir)
-                f.write(traj.model_dump_json() + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        if output.exists():
-            shutil.copymode(output, tmp)  # scoring in place keeps the file's permissions
-        os.replace(tmp, output)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_output(output, keep_mode=True) as f:  # scoring in place keeps the file's permissions
+        for traj in trajs:
+            if src_dir != dst_dir:
+                _rebase_images(traj, src_dir, dst_dir)
+            f.write(traj.model_dump_json() + "\n")

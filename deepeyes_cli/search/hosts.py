@@ -13,11 +13,11 @@ search parameters that name the image: ``{"url": ...}`` or ``{"image_id": ...}``
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Protocol
 
 from deepeyes_cli.errors import SearchError
+from deepeyes_cli.fileio import atomic_output
 from deepeyes_cli.search.config import S3HostConfig, UrlTemplateHostConfig
 
 
@@ -70,12 +70,9 @@ class UrlTemplateImageHost:
         target = self.directory / name
         if not target.exists():
             try:
-                self.directory.mkdir(parents=True, exist_ok=True)
-                fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".upload-")
-                with os.fdopen(fd, "wb") as f:
+                with atomic_output(target, binary=True) as f:
+                    os.fchmod(f.fileno(), 0o644)  # the web server publishing the folder must read it
                     f.write(jpeg)
-                os.chmod(tmp, 0o644)
-                os.replace(tmp, target)
             except OSError as e:
                 raise SearchError(f"cannot write {target}: {e.strerror}",
                                   hint="search.url_template.directory must be writable") from e

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from deepeyes_cli.errors import InputError
+from deepeyes_cli.fileio import atomic_write
 from deepeyes_cli.search.types import Hit
 
 if TYPE_CHECKING:
@@ -70,9 +70,7 @@ def build_image_index(folder: str | Path, out: str | Path | None = None,
         if progress:
             progress(i + 1, len(files))
     index = {"version": 1, "folder": str(folder.resolve()), "images": entries}
-    tmp = out_path.with_name(out_path.name + ".tmp")
-    tmp.write_text(json.dumps(index) + "\n")
-    os.replace(tmp, out_path)
+    atomic_write(out_path, json.dumps(index) + "\n")
     return {"images": len(entries), "path": str(out_path)}
 
 

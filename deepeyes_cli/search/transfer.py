@@ -20,8 +20,6 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import os
-import tempfile
 import time
 import zipfile
 from collections.abc import Callable
@@ -29,6 +27,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from deepeyes_cli.errors import InputError
+from deepeyes_cli.fileio import atomic_output
 from deepeyes_cli.search.cache import CacheEntry, SearchCache
 from deepeyes_cli.search.format import format_image_results
 from deepeyes_cli.search.images import normalize_thumbnail
@@ -60,16 +59,8 @@ def export_jsonl(cache: SearchCache, out: IO[str], backend: str | None = None, k
 def export_jsonl_file(cache: SearchCache, dest: Path, backend: str | None = None, kind: str | None = None,
                       with_raw: bool = True, progress: Progress | None = None) -> int:
     """Export into ``dest`` through a temporary file: an interrupted export leaves no half dump."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            n = export_jsonl(cache, f, backend, kind, with_raw, progress)
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return n
+    with atomic_output(dest) as f:
+        return export_jsonl(cache, f, backend, kind, with_raw, progress)
 
 
 def sniff_format(path: Path) -> str:

@@ -18,7 +18,7 @@ from typing import Any
 from filelock import FileLock
 
 # Bump when the architecture, tokenizer or corpus changes: cached builds are keyed by it.
-TINY_VERSION = 1
+TINY_VERSION = 2
 
 # Qwen2.5-VL's added tokens, in Qwen's id order; the last eight are ordinary (special=False).
 SPECIAL_TOKENS = [
@@ -31,10 +31,11 @@ PLAIN_ADDED_TOKENS = [
     "<|repo_name|>", "<|file_sep|>",
 ]
 
-TEXT = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-            num_key_value_heads=2, max_position_embeddings=32768, rms_norm_eps=1e-6,
+# Text head_dim is 64 / 2 = 32: vLLM's CPU attention supports head_dim 32, 64, 80 … but not 16.
+TEXT = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2,
+            num_key_value_heads=1, max_position_embeddings=32768, rms_norm_eps=1e-6,
             tie_word_embeddings=False)
-ROPE = {"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": [2, 3, 3]}  # head_dim 16 -> 8 pairs
+ROPE = {"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": [4, 6, 6]}  # head_dim 32 -> 16 pairs
 VISION = dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=64, patch_size=14,
               spatial_merge_size=2, temporal_patch_size=2, window_size=112, fullatt_block_indexes=[1],
               in_channels=3)
@@ -140,8 +141,28 @@ def build_tiny_model(out_dir: str | Path, seed: int = 0) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
     processor.save_pretrained(out)
+    _write_video_processor_config(out, image_processor)
     (out / "deepeyes_tiny.json").write_text(json.dumps({"version": TINY_VERSION, "seed": seed}) + "\n")
     return out
+
+
+def _write_video_processor_config(out: Path, image_processor: Any) -> None:
+    """Qwen2.5-VL checkpoints carry a video processor config, and ``AutoProcessor`` and vLLM
+    refuse a model directory without one. We never feed video, and instantiating
+    ``Qwen2VLVideoProcessor`` needs torchvision, so the file is written as the released
+    checkpoints have it: the same pixel bounds and normalisation as the image processor."""
+    config = {
+        "video_processor_type": "Qwen2VLVideoProcessor",
+        "processor_class": "Qwen2_5_VLProcessor",
+        "do_resize": True, "do_rescale": True, "do_normalize": True, "do_convert_rgb": True,
+        "rescale_factor": 1 / 255,
+        "image_mean": list(image_processor.image_mean), "image_std": list(image_processor.image_std),
+        "patch_size": 14, "temporal_patch_size": 2, "merge_size": 2,
+        "min_pixels": image_processor.size["shortest_edge"], "max_pixels": image_processor.size["longest_edge"],
+        "size": dict(image_processor.size),
+        "resample": 3,
+    }
+    (out / "video_preprocessor_config.json").write_text(json.dumps(config, indent=2) + "\n")
 
 
 def ensure_tiny_model(root: str | Path, seed: int = 0) -> Path:

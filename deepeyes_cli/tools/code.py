@@ -13,10 +13,10 @@ import asyncio
 from typing import Any
 
 from deepeyes_cli.agent.config import DEFAULT_IMAGE_MAX_PIXELS
-from deepeyes_cli.agent.protocol.images import decode_png
-from deepeyes_cli.agent.protocol.indentation import fix_indentation
-from deepeyes_cli.agent.protocol.tags import CODE_TOOL, format_code_result
 from deepeyes_cli.errors import DeepeyesError
+from deepeyes_cli.protocol.images import decode_png
+from deepeyes_cli.protocol.indentation import fix_indentation
+from deepeyes_cli.protocol.tags import CODE_TOOL, format_code_result
 from deepeyes_cli.tools.base import ToolContext, ToolResult
 
 

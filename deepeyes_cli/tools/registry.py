@@ -10,8 +10,8 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from deepeyes_cli.agent.protocol.tags import CODE_TOOL
 from deepeyes_cli.errors import ToolError
+from deepeyes_cli.protocol.tags import CODE_TOOL
 from deepeyes_cli.suggest import closest
 from deepeyes_cli.tools.base import Tool
 

@@ -12,13 +12,13 @@ from PIL import Image
 
 from deepeyes_cli.agent.config import AgentConfig
 from deepeyes_cli.agent.loop import AgentRuntime, run_trajectories
-from deepeyes_cli.agent.protocol.images import image_token_count, smart_resize
 from deepeyes_cli.agent.records import Task
 from deepeyes_cli.agent.trajectory import Sample
 from deepeyes_cli.models.loading import load_model, load_processor
 from deepeyes_cli.policy.base import ChatMessage, Conversation, SamplingParams
 from deepeyes_cli.policy.hf import TransformersPolicy, build_model_inputs
 from deepeyes_cli.policy.tokens import encode_prompt
+from deepeyes_cli.protocol.images import image_token_count, smart_resize
 
 
 @pytest.fixture(scope="module")

@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from deepeyes_cli.agent.protocol import observation as obs
-from deepeyes_cli.agent.protocol import tags
-from deepeyes_cli.agent.protocol.render import prompt_images, render_prompt
 from deepeyes_cli.models.loading import load_processor
 from deepeyes_cli.policy.base import ChatMessage, Conversation
 from deepeyes_cli.policy.tokens import TokenIds, encode_prompt, expand_image_pads
+from deepeyes_cli.protocol import observation as obs
+from deepeyes_cli.protocol import tags
+from deepeyes_cli.protocol.render import prompt_images, render_prompt
 from deepeyes_cli.tools.base import ToolResult
 
 VISION = "<|vision_start|><|image_pad|><|vision_end|>"

@@ -14,9 +14,9 @@ import pytest
 from agent_test_helpers import InProcessSession
 from PIL import Image
 
-from deepeyes_cli.agent.protocol.images import load_image, normalize_image
-from deepeyes_cli.agent.protocol.indentation import fix_indentation
 from deepeyes_cli.errors import InputError
+from deepeyes_cli.protocol.images import load_image, normalize_image
+from deepeyes_cli.protocol.indentation import fix_indentation
 from deepeyes_cli.tools.base import ToolContext
 from deepeyes_cli.tools.code import CodeTool
 

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from deepeyes_cli.agent.protocol import tags
+from deepeyes_cli.protocol import tags
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -36,8 +36,8 @@ def initial_messages(system: str | None, question: str, images: Sequence[Image],
     ``<image>…\\n{question}\\n\\n{instruction}`` with the images as parts. A question
     that carries its own ``<image>`` placeholders (RL parquet and LLaMA-Factory data) keeps
     its layout: each image where its placeholder stands."""
-    from deepeyes_cli.agent.protocol.prompts import user_prompt
     from deepeyes_cli.policy.base import ChatMessage
+    from deepeyes_cli.protocol.prompts import user_prompt
 
     text = user_prompt(question, 0, instruction)
     content: Content

@@ -9,18 +9,18 @@ import pytest
 from PIL import Image
 
 from deepeyes_cli.agent.config import AgentConfig
-from deepeyes_cli.agent.protocol import observation as obs
-from deepeyes_cli.agent.protocol import tags
-from deepeyes_cli.agent.protocol.prompts import (
+from deepeyes_cli.errors import InputError
+from deepeyes_cli.policy.base import ChatMessage
+from deepeyes_cli.policy.stops import cut_at_stop, restore_dropped_stop
+from deepeyes_cli.protocol import observation as obs
+from deepeyes_cli.protocol import tags
+from deepeyes_cli.protocol.prompts import (
     build_system_prompt,
     system_prompt,
     user_instruction,
     user_prompt,
 )
-from deepeyes_cli.agent.protocol.render import prompt_images, prompt_spans, render_prompt
-from deepeyes_cli.errors import InputError
-from deepeyes_cli.policy.base import ChatMessage
-from deepeyes_cli.policy.stops import cut_at_stop, restore_dropped_stop
+from deepeyes_cli.protocol.render import prompt_images, prompt_spans, render_prompt
 from deepeyes_cli.tools.base import ToolContext, ToolResult
 from deepeyes_cli.tools.code import CodeTool
 

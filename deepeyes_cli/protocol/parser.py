@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from deepeyes_cli.agent.protocol import tags
+from deepeyes_cli.protocol import tags
 
 if TYPE_CHECKING:
     from deepeyes_cli.tools.base import Tool

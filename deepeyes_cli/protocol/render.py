@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from deepeyes_cli.agent.protocol import tags
+from deepeyes_cli.protocol import tags
 
 if TYPE_CHECKING:
     from PIL.Image import Image

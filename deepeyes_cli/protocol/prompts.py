@@ -15,8 +15,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from deepeyes_cli.agent.protocol.tags import CODE_TOOL, IMAGE_PLACEHOLDER
 from deepeyes_cli.errors import InputError
+from deepeyes_cli.protocol.tags import CODE_TOOL, IMAGE_PLACEHOLDER
 
 if TYPE_CHECKING:
     from deepeyes_cli.agent.config import AgentConfig

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from deepeyes_cli.agent.protocol.parser import extract_answer, parse_turn, split_segments
+from deepeyes_cli.protocol.parser import extract_answer, parse_turn, split_segments
 from deepeyes_cli.tools.base import ToolContext, ToolResult
 
 
