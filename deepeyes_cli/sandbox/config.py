@@ -21,7 +21,11 @@ class SandboxConfig(Section):
                                                             "before the kernel is restarted.")
     # Pool.
     pool_size: int = Field(4, ge=0, description="Kernels kept started and idle, so a new session does not wait.")
-    max_sessions: int = Field(32, ge=1, description="Live sessions at most; more wait (back-pressure).")
+    max_sessions: int = Field(32, ge=1, description="Live sessions at most. At the limit the least recently used "
+                                                    "idle session is closed to make room; a new one waits only "
+                                                    "while none is idle (back-pressure).")
+    evict_grace_s: float = Field(2.0, ge=0, description="At max_sessions, a session idle at least this long may be "
+                                                        "closed for a new one (it reopens empty, with a note).")
     queue_timeout_s: float = Field(120.0, gt=0, description="How long a new session waits for a free slot.")
     idle_timeout_s: float = Field(900.0, gt=0, description="Sessions idle this long are closed.")
     start_timeout_s: float = Field(60.0, gt=0, description="A kernel that is not ready after this is killed.")

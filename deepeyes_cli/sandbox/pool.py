@@ -1,10 +1,13 @@
 """The in-process executor: a pool of pre-started kernels, one per session.
 
 Kernels are started ahead (``pool_size``) so opening a session only loads its images into a
-ready kernel. At most ``max_sessions`` sessions live at once; more wait up to
-``queue_timeout_s`` (back-pressure), then fail with :class:`SandboxError`. Sessions idle for
-``idle_timeout_s`` are closed. A kernel is never reused by another session. A kernel that
-dies (out of memory, a limit, a crash) costs its session its variables, never the pool.
+ready kernel. At most ``max_sessions`` sessions live at once. At the limit a new session takes
+the place of the least recently used idle one (idle at least ``evict_grace_s``; it is closed
+and reopens empty, with a note), so a client that never ends its sessions does not stall the
+pool; a new session waits (up to ``queue_timeout_s``, then :class:`SandboxError`) only while
+no session is idle. Sessions idle for ``idle_timeout_s`` are closed. A kernel is never reused
+by another session. A kernel that dies (out of memory, a limit, a crash) costs its session
+its variables, never the pool.
 """
 
 from __future__ import annotations
@@ -78,6 +81,7 @@ class KernelPool:
         self._started: asyncio.Future[None] | None = None
         self._closed = False
         self._start_sem = asyncio.Semaphore(cfg.start_concurrency)
+        self._changed = asyncio.Event()  # set (and replaced) whenever a session ends or goes idle
 
     @property
     def launcher(self) -> Launcher:
@@ -233,10 +237,37 @@ class KernelPool:
                 raise SandboxError(f"session {session.id} was closed while it waited", hint="open a new session")
             if list(self.sessions).index(session.id) < self.cfg.max_sessions:
                 return
-            if time.monotonic() > deadline:
-                raise SandboxError(f"the sandbox is busy: {self.cfg.max_sessions} sessions are open",
+            wait = self._evict_lru()
+            if wait == 0.0:
+                continue  # one session fewer: look again
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise SandboxError(f"the sandbox is busy: all {self.cfg.max_sessions} sessions are running cells",
                                    hint="close finished sessions, or raise sandbox.max_sessions")
-            await asyncio.sleep(0.05)
+            changed = self._changed
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(changed.wait(), min(left, 1.0 if wait is None else wait))
+
+    def _evict_lru(self) -> float | None:
+        """Close the least recently used idle session that has been idle ``evict_grace_s``: 0.0
+        when one was closed, else how long until one may be (None: every session is busy)."""
+        now = time.monotonic()
+        grace = self.cfg.evict_grace_s
+        idle = [s for s in list(self.sessions.values())[: self.cfg.max_sessions] if s.evictable]
+        if not idle:
+            return None
+        lru = min(idle, key=lambda s: s.last_used)
+        if now - lru.last_used < grace:
+            return grace - (now - lru.last_used) + 0.001
+        self.counters["sessions_evicted"] += 1
+        lru.close_now(f"closed to make room for a new session: {self.cfg.max_sessions} sessions (sandbox."
+                      f"max_sessions) were open and it was the least recently used, idle {now - lru.last_used:.0f} s")
+        return 0.0
+
+    def notify(self) -> None:
+        """Wake the sessions waiting for room: one ended, or went idle."""
+        self._changed.set()
+        self._changed = asyncio.Event()
 
     def forget(self, session: LocalSession, why: str) -> None:
         if self.sessions.get(session.id) is session:
@@ -244,6 +275,7 @@ class KernelPool:
             self.expired[session.id] = why
             while len(self.expired) > 10000:
                 self.expired.popitem(last=False)
+        self.notify()
         self._refill()
 
     async def _reap_idle(self) -> None:
@@ -261,7 +293,8 @@ class KernelPool:
                 "queued_sessions": max(0, len(self.sessions) - self.cfg.max_sessions),
                 "ready_kernels": self._ready.qsize() if self._ready else 0, "starting_kernels": self._starting,
                 "max_sessions": self.cfg.max_sessions,
-                "limits": self._launcher.enforcement() if self._launcher is not None else {}, **self.counters}
+                "limits": self._launcher.enforcement() if self._launcher is not None else {},
+                "sessions_evicted": 0, "sessions_reaped": 0, **self.counters}
 
     async def aclose(self) -> None:
         if self._closed:
