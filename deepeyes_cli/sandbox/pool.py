@@ -43,7 +43,12 @@ def make_launcher(cfg: SandboxConfig) -> Launcher:
     if cfg.isolation == "bwrap":
         from deepeyes_cli.sandbox.launchers import BwrapLauncher
 
-        return BwrapLauncher(limits, cfg.python)
+        bwrap = BwrapLauncher(limits, cfg.python)
+        if cfg.kernel_start == "fork" or (cfg.kernel_start == "auto" and bwrap.own_uid):
+            from deepeyes_cli.sandbox.forking import ForkLauncher
+
+            return ForkLauncher(bwrap, cfg.start_timeout_s, fallback=cfg.kernel_start == "auto")
+        return bwrap
     if cfg.isolation == "docker":
         from deepeyes_cli.sandbox.docker_backend import DockerLauncher
 
@@ -103,6 +108,8 @@ class KernelPool:
     async def _prepare(self) -> None:
         self._ready = asyncio.Queue()
         isolation = self.launcher.isolation
+        if getattr(self.launcher, "forking", False):  # a forked kernel costs a fraction of a fresh one's CPU
+            self._start_sem = asyncio.Semaphore(4 * self.cfg.start_concurrency)
         # A docker image ships its own font list.
         self._state = await prepare_state_dir(self.cfg.state_dir, self.cfg.python, font_list=isolation != "docker")
 
