@@ -16,6 +16,7 @@ import asyncio
 import collections
 import contextlib
 import logging
+import math
 import shutil
 import time
 import uuid
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
     from PIL.Image import Image
 
 log = logging.getLogger(__name__)
+ARRIVAL_WINDOW_S = 5.0  # the pool sizes itself to the arrival rate over this window
 
 
 def make_launcher(cfg: SandboxConfig) -> Launcher:
@@ -78,6 +80,8 @@ class KernelPool:
         self._ready: asyncio.Queue[Kernel | _StartFailed] | None = None
         self._starting = 0
         self._waiters = 0
+        self._arrivals: collections.deque[float] = collections.deque()  # when kernels were asked for, lately
+        self._start_s = 1.0  # how long a kernel takes to start (moving average)
         self._serial = 0
         self._uids = UidLeases(cfg.uid_base)
         self._tasks: set[asyncio.Task[Any]] = set()  # reaper and kernel starts: cancelled on close
@@ -165,16 +169,31 @@ class KernelPool:
         # Kernels: those of sessions, the ready ones and those starting, at most max_sessions + pool_size.
         # A session waiting for a kernel (new, or restarting) holds none yet, so it leaves room for one.
         holding = sum(1 for s in self.sessions.values() if s.attached)
-        want = self.cfg.pool_size + self._waiters - self._ready.qsize() - self._starting
-        room = self.cfg.max_sessions + self.cfg.pool_size - holding - self._ready.qsize() - self._starting
+        target = self._target_ready()
+        want = target + self._waiters - self._ready.qsize() - self._starting
+        room = self.cfg.max_sessions + target - holding - self._ready.qsize() - self._starting
         for _ in range(max(0, min(want, room))):
             self._starting += 1
             self._spawn(self._start_one())
 
+    def _target_ready(self) -> int:
+        """Kernels to keep ready: ``pool_size``, or as many as the recent arrival rate takes in the
+        time one kernel takes to start (sessions arriving back to back at 8/s, kernels taking 0.5 s
+        to start: 6), at most ``max_sessions``."""
+        if self.cfg.pool_size == 0:
+            return 0
+        now = time.monotonic()
+        while self._arrivals and now - self._arrivals[0] > ARRIVAL_WINDOW_S:
+            self._arrivals.popleft()
+        rate = len(self._arrivals) / ARRIVAL_WINDOW_S
+        return max(self.cfg.pool_size, min(self.cfg.max_sessions, math.ceil(1.5 * rate * self._start_s)))
+
     async def _start_one(self) -> None:
         try:
             async with self._start_sem:
+                began = time.monotonic()
                 kernel = await self._start_kernel()
+                self._start_s = 0.8 * self._start_s + 0.2 * (time.monotonic() - began)
             if self._closed:
                 await self._discard(kernel)
             else:
@@ -192,6 +211,7 @@ class KernelPool:
         await self.start()
         assert self._ready is not None
         self._waiters += 1
+        self._arrivals.append(time.monotonic())
         try:
             while True:
                 self._refill()
