@@ -15,7 +15,8 @@ Measures, over HTTP like a trainer would (keep-alive connections, a lean h11 cli
                           server, template, kernels; only for a server started here)
   never_ended             --never-ended distinct session ids x 2 cells from 8 workers, never ended (as
                           DeepEyesV2's client does): wall time, errors, cell p50/p99, evictions, server
-                          memory (PSS of its process tree) before/after; then warm_round_trip and throughput again with those
+                          memory (PSS of its process tree) before/after, CPU of the server's tree
+                          per open idle session over 5 s; then warm_round_trip and throughput again with those
                           sessions left open (`*_after_never_ended`)
 Prints one JSON object (milliseconds; targets from the issue; `meets` per target).
 """
@@ -352,6 +353,13 @@ async def measure(args: argparse.Namespace, url: str, pid: int | None) -> dict:
         out["never_ended"].update(evicted=health.get("sessions_evicted"), open_after=health.get("sessions"),
                                   server_tree_pss_mib_before=round(rss_before, 1) if rss_before else None,
                                   server_tree_pss_mib_after=round(tree(pid)[1], 1) if pid is not None else None)
+        if pid is not None:  # what the idle sessions left open cost while nothing runs
+            await settled(bench)
+            cpu0, began = tree(pid)[0], time.perf_counter()
+            await asyncio.sleep(5.0)
+            idle_cpu = (tree(pid)[0] - cpu0) / (time.perf_counter() - began)
+            out["never_ended"]["idle_cpu_ms_per_s_per_open_session"] = round(
+                1000 * idle_cpu / max(1, health.get("sessions", 1)), 3)
         out["warm_round_trip_after_never_ended"] = _summary(await bench.warm(args.n))
         out["throughput_after_never_ended_cells_per_s"] = round(
             await bench.throughput(args.concurrency, args.seconds), 1)
