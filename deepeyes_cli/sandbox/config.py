@@ -20,7 +20,8 @@ class SandboxConfig(Section):
     interrupt_grace_s: float = Field(3.0, gt=0, description="How long an interrupted cell may take to stop "
                                                             "before the kernel is restarted.")
     # Pool.
-    pool_size: int = Field(4, ge=0, description="Kernels kept started and idle, so a new session does not wait.")
+    pool_size: int = Field(4, ge=0, description="Kernels kept started and idle, so a new session does not wait "
+                                                "(up to 4x this while sessions arrive faster than kernels start).")
     max_sessions: int = Field(32, ge=1, description="Live sessions at most. At the limit the least recently used "
                                                     "idle session is closed to make room; a new one waits only "
                                                     "while none is idle (back-pressure).")

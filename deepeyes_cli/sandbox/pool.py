@@ -179,14 +179,15 @@ class KernelPool:
     def _target_ready(self) -> int:
         """Kernels to keep ready: ``pool_size``, or as many as the recent arrival rate takes in the
         time one kernel takes to start (sessions arriving back to back at 8/s, kernels taking 0.5 s
-        to start: 6), at most ``max_sessions``."""
+        to start: 6), at most 4 x ``pool_size`` and ``max_sessions``."""
         if self.cfg.pool_size == 0:
             return 0
         now = time.monotonic()
         while self._arrivals and now - self._arrivals[0] > ARRIVAL_WINDOW_S:
             self._arrivals.popleft()
         rate = len(self._arrivals) / ARRIVAL_WINDOW_S
-        return max(self.cfg.pool_size, min(self.cfg.max_sessions, math.ceil(1.5 * rate * self._start_s)))
+        most = min(self.cfg.max_sessions, 4 * self.cfg.pool_size)
+        return max(self.cfg.pool_size, min(most, math.ceil(1.5 * rate * self._start_s)))
 
     async def _start_one(self) -> None:
         try:

@@ -45,6 +45,12 @@ CLONE_NEWIPC, CLONE_NEWPID, CLONE_NEWNET = 0x08000000, 0x20000000, 0x40000000
 PR_SET_PDEATHSIG, PR_CAPBSET_DROP, PR_SET_NO_NEW_PRIVS, PR_CAP_AMBIENT = 1, 24, 38, 47
 PR_CAP_AMBIENT_CLEAR_ALL = 4
 _LIBC = ctypes.CDLL(None, use_errno=True)
+POST_FORK_IMPORTS = (
+    "ipykernel.debugger", "IPython.core.completerlib", "IPython.core.debugger", "IPython.core.oinspect",
+    "IPython.extensions.storemagic", "IPython.utils.wildcard", "pdb", "pydoc", "faulthandler", "mimetypes",
+    "tornado.gen", "tornado.locks", "tornado.queues", "tornado.platform.asyncio", "http.server",
+    "xmlrpc.client", "xmlrpc.server", "encodings.idna", "IPython.core.logger", "numpy.random", "resource", "secrets",
+)
 
 
 def _check(result: int, what: str) -> None:
@@ -95,6 +101,13 @@ def preload() -> None:
     import PIL.PngImagePlugin
 
     PIL.Image.init()
+    import importlib
+
+    for name in POST_FORK_IMPORTS:  # what IPKernelApp and a kernel's first cells would import after the fork
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            pass
     if threading.active_count() != 1:
         raise RuntimeError(f"{threading.active_count()} threads after the imports; a fork needs one")
 
