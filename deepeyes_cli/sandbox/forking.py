@@ -30,6 +30,9 @@ from deepeyes_cli.sandbox.state import INSIDE, KernelSlot, kernel_env, python_la
 
 log = logging.getLogger(__name__)
 _ZYGOTE = Path(__file__).with_name("zygote.py")
+# Its name inside the sandbox: every process forked from it shows it in its command line (tools that
+# look for "ipykernel" there find forked kernels too).
+TEMPLATE_SCRIPT = "ipykernel_template.py"
 STATE_INSIDE = "/sandbox/state"  # the server's state directory, as the template sees it
 
 
@@ -217,7 +220,7 @@ class ForkLauncher:
         home.chmod(0o711)
         (home / "etc" / "passwd").write_text("root:x:0:0:root:/:/usr/sbin/nologin\n")
         (home / "etc" / "group").write_text("root:x:0:\n")
-        script = fake.assets / "zygote.py"
+        script = fake.assets / TEMPLATE_SCRIPT
         shutil.copyfile(_ZYGOTE, script)
         script.chmod(0o644)
         options = self.base.options(fake)
@@ -229,7 +232,7 @@ class ForkLauncher:
         fd = self.base.options_fd(fake, options)
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         exe = str(python_layout(self.base.python)["executable"])
-        argv = [self.base.bwrap, "--args", str(fd), "--", exe, "-s", f"{INSIDE['assets']}/zygote.py",
+        argv = [self.base.bwrap, "--args", str(fd), "--", exe, "-s", f"{INSIDE['assets']}/{TEMPLATE_SCRIPT}",
                 str(theirs.fileno())]
         return await Template.start(argv, (fd,), ours, theirs, home / "template.log",
                                     {"PATH": "/usr/local/bin:/usr/bin:/bin"}, self.start_timeout_s)

@@ -62,7 +62,7 @@ def test_host_files_are_unreadable(sandbox_server: Any, tmp_path: Path) -> None:
     # from the kernel template (sandbox.kernel_start: fork), shows no host paths in its cmdline.
     cmdline = sandbox_server.cell("print(open('/proc/1/cmdline').read())")["output"]["stdout"]
     assert "deepeyes-sandbox-" not in cmdline
-    assert ("bwrap" in cmdline and "/sandbox/kernel" in cmdline) or "/sandbox/assets/zygote.py" in cmdline
+    assert ("bwrap" in cmdline and "/sandbox/kernel" in cmdline) or "/sandbox/assets/ipykernel_template.py" in cmdline
     sandbox_server.assert_serving()
 
 
