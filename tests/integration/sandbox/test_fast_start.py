@@ -38,7 +38,7 @@ print(repr({'uid': os.getuid(), 'pid': os.getpid(), 'host': socket.gethostname()
             'random': (random.random(), float(np.random.rand())),
             'caps': [status[k].strip() for k in ('CapInh', 'CapPrm', 'CapEff', 'CapBnd', 'CapAmb')],
             'no_new_privs': status['NoNewPrivs'].strip(), 'pids': sorted(int(p) for p in os.listdir('/proc') if p.isdigit()),
-            'state_dir': os.listdir('/sandbox/state') if os.path.isdir('/sandbox/state') else [], 'tmp': sorted(os.listdir('/tmp')),
+            'state_dir': [os.path.ismount('/sandbox/state'), os.path.exists('/sandbox/state/assets')], 'tmp': sorted(os.listdir('/tmp')),
             'nofile': resource.getrlimit(resource.RLIMIT_NOFILE), 'cwd': os.getcwd(),
             'env': sorted(os.environ), 'work_writable': os.access('/sandbox/work', os.W_OK),
             'root_writable': os.access('/usr', os.W_OK)}))
@@ -63,7 +63,7 @@ def test_forked_kernels_are_isolated_from_each_other_and_from_the_template() -> 
                 assert probe["uid"] >= cfg.uid_base and probe["host"] == "sandbox" and probe["net"] == "blocked"
                 assert probe["caps"] == ["0000000000000000"] * 5 and probe["no_new_privs"] == "1"
                 assert probe["pids"][:2] == [1, 2] and len(probe["pids"]) <= 3  # its own PID namespace
-                assert probe["state_dir"] == [] and "mine" in probe["tmp"]  # no kernel's host files
+                assert probe["state_dir"] == [False, False] and "mine" in probe["tmp"]  # no kernel's host files
                 assert probe["nofile"] == (200, 200) and probe["cwd"] == "/sandbox/work" and probe["work_writable"]
                 assert not probe["root_writable"] and "OPENAI_API_KEY" not in probe["env"]
                 assert "PYTHONPATH" not in probe["env"]
