@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from deepeyes_cli.protocol import tags
 
 if TYPE_CHECKING:
-    from deepeyes_cli.tools.base import Tool
+    from deepeyes_cli.protocol.messages import ToolSpec
 
 ParsedAction = Literal["code", "tool", "answer", "invalid", "none"]
 
@@ -104,7 +104,7 @@ def _schema_problem(schema: Mapping[str, Any], args: dict[str, Any]) -> str | No
     return f"{where + ': ' if where else ''}{error.message}"
 
 
-def _parse_tool_call(raw: str, tools: Mapping[str, Tool], issues: list[str]) -> ParsedTurn:
+def _parse_tool_call(raw: str, tools: Mapping[str, ToolSpec], issues: list[str]) -> ParsedTurn:
     raw = raw.strip()
     try:
         call = json.loads(raw)
@@ -135,7 +135,7 @@ def _parse_tool_call(raw: str, tools: Mapping[str, Tool], issues: list[str]) -> 
     return ParsedTurn("tool", tool=name, args=args, issues=issues)
 
 
-def parse_turn(text: str, tools: Mapping[str, Tool]) -> ParsedTurn:
+def parse_turn(text: str, tools: Mapping[str, ToolSpec]) -> ParsedTurn:
     """Decide what one assistant turn (prefill included) asks for. ``tools`` maps the
     offered tools' names to tools (for names and argument schemas)."""
     answer_text = text
