@@ -9,7 +9,7 @@ CONSTRAINTS ?= constraints/cpu.txt
 STAMP := $(VENV)/.deepeyes-installed
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint typecheck pytest completions bench sandbox-deps clean
+.PHONY: demo test lint typecheck pytest completions bench sandbox-deps wheel-check clean
 
 $(STAMP): pyproject.toml $(CONSTRAINTS)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,9 @@ completions: $(STAMP)
 
 bench: $(STAMP)
 	@for f in benchmarks/*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
+
+wheel-check:
+	@bash scripts/wheel-check.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache runs
