@@ -102,6 +102,9 @@ def check_isolation(cfg: SandboxConfig) -> list[tuple[str, str]]:
         rows.append(("user", "a uid of its own per kernel" if own_uid else "this process's uid (user namespace)"
                              if cfg.isolation == "bwrap" else "this process's uid"))
         rows += [(f"{name} limit", how) for name, how in enforcement(cgroups, own_uid).items()]
+        forks = cfg.isolation == "bwrap" and (cfg.kernel_start == "fork" or (cfg.kernel_start == "auto" and own_uid))
+        rows.append(("kernel start", "forked from a pre-imported template (kernel_start: fork)" if forks else
+                                     f"exec, one Python per kernel (kernel_start: {cfg.kernel_start})"))
     if cgroups is not None:
         cgroups.close()
     rows.append(("limits", f"{cfg.memory_mb} MiB, {cfg.cpus:g} CPU, {cfg.max_processes} processes, "

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewra
 
 
 def test_a_kernel_that_cannot_be_restarted_yet_is_retried_by_the_next_cell(make_http_client: Any) -> None:
-    cfg = SandboxConfig(pool_size=0, memory_mb=512)
+    cfg = SandboxConfig(pool_size=0, memory_mb=512, kernel_start="exec")  # each start runs launcher.python
     pool = KernelPool(cfg)
     with BackgroundServer(create_app(cfg, pool=pool)) as server, make_http_client(server.url) as client:
         def cell(code: str) -> dict[str, Any]:
