@@ -167,7 +167,8 @@ class ContainerKernel:
             except Exception:  # the engine went away, or the container was removed under us
                 code = -1
             with contextlib.suppress(Exception):
-                lines = self.container.logs(tail=5).decode(errors="replace").strip().splitlines()
+                text = self.container.logs(tail=5).decode(errors="replace").replace("\0", "\n")
+                lines = [ln.strip() for ln in text.splitlines() if ln.strip() and "deepeyes-sync" not in ln]
                 self._last_words = lines[-1][:300] if lines else ""
             with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
                 loop.call_soon_threadsafe(settle, code)
@@ -185,6 +186,9 @@ class ContainerKernel:
             self.container.reload()
             if self.container.attrs["State"].get("OOMKilled"):
                 return f"it ran out of memory (the session's limit is {self.memory_mb} MiB)"
+        if self._returncode == 137:  # SIGKILL; engines with an init as PID 1 (podman) may not flag the OOM kill
+            return (f"the kernel was killed (SIGKILL): most likely it ran out of memory (the session's limit is "
+                    f"{self.memory_mb} MiB)")
         why = f"the kernel's container exited with status {self._returncode}"
         return f"{why} ({self._last_words})" if self._last_words else why
 
@@ -235,9 +239,9 @@ class DockerLauncher:
         return dict(INSIDE)
 
     def enforcement(self) -> dict[str, str]:
-        return {"memory": f"{self.engine}: container cgroup (memory, no swap)",
-                "processes": f"{self.engine}: container pids limit + RLIMIT_NPROC",
-                "cpu": f"{self.engine}: container CPU quota (nano_cpus)"}
+        return {"memory": f"cgroup of the container ({self.engine}): the whole session, tmpfs included, no swap",
+                "processes": f"cgroup of the container ({self.engine}): pids limit; RLIMIT_NPROC on its own uid",
+                "cpu": f"cgroup of the container ({self.engine}): quota of `cpus`"}
 
     async def launch(self, slot: KernelSlot) -> KernelProcess:
         spec = container_spec(self.cfg, slot, self.owner)
