@@ -51,5 +51,10 @@ test-vllm: vllm-venv
 	DEEPEYES_REQUIRE_VLLM=1 VLLM_HOST_IP=127.0.0.1 \
 	  PYTHONPATH=$(CURDIR) $(VLLM_VENV)/bin/python -m pytest -m vllm -p no:cacheprovider tests/vllm $(PYTEST_ARGS)
 
+# isolation: docker for real: an engine at DOCKER_HOST, or podman+runc set up here (root + apt), the
+# sandbox image built, the `docker` tests (sandbox security suite included) run, the engine stopped.
+test-docker: $(STAMP)
+	@PY=$(PY) PYTEST_ARGS="$(PYTEST_ARGS)" bash scripts/test-docker.sh
+
 clean:
 	rm -rf $(VENV) .venv-vllm .pytest_cache .mypy_cache .ruff_cache runs

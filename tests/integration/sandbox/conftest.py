@@ -22,11 +22,11 @@ from typing import Any
 import httpx
 import pytest
 
+from deepeyes_cli.testing.docker import DOCKER_IMAGE
+
 REPO = Path(__file__).resolve().parents[3]
 SECRET = "sk-deepeyes-test-" + uuid.uuid4().hex
 MAX_PROCESSES = 48
-# The image the docker-backed tests run (make test-docker builds it under this tag).
-DOCKER_IMAGE = os.environ.get("DEEPEYES_TEST_DOCKER_IMAGE", "deepeyes-sandbox:latest")
 
 needs_bwrap = pytest.mark.skipif(shutil.which("bwrap") is None,
                                  reason="bubblewrap is not installed (make sandbox-deps installs it)")
@@ -149,29 +149,13 @@ def sandbox_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]
         stop_server(server)
 
 
-def docker_unavailable() -> str | None:
-    """Why the docker backend cannot run here (no engine, no image), or None."""
-    from deepeyes_cli.errors import SandboxError
-    from deepeyes_cli.sandbox.image import docker_client
-
-    try:
-        client = docker_client()
-    except SandboxError as e:
-        return f"{e.message} (make test-docker starts podman where it can)"
-    try:
-        client.images.get(DOCKER_IMAGE)
-    except Exception:
-        return f"the sandbox image {DOCKER_IMAGE} is not built (make test-docker builds it)"
-    finally:
-        client.close()
-    return None
-
-
-def need_docker() -> None:
+def need_docker(image: str | None = DOCKER_IMAGE) -> None:
     """Skip with the reason, or fail with DEEPEYES_REQUIRE_DOCKER=1 (make test-docker, once the engine runs)."""
-    why = docker_unavailable()
+    from deepeyes_cli.testing.docker import docker_required, docker_unavailable
+
+    why = docker_unavailable(image)
     if why is not None:
-        if os.environ.get("DEEPEYES_REQUIRE_DOCKER") == "1":
+        if docker_required():
             pytest.fail(f"DEEPEYES_REQUIRE_DOCKER=1, but {why}")
         pytest.skip(why)
 
