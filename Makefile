@@ -49,7 +49,7 @@ vllm-venv:
 
 test-vllm: vllm-venv
 	DEEPEYES_REQUIRE_VLLM=1 VLLM_HOST_IP=127.0.0.1 \
-	  PYTHONPATH=$(CURDIR) $(VLLM_VENV)/bin/python -m pytest -m vllm -p no:cacheprovider tests/vllm $(PYTEST_ARGS)
+	  PYTHONPATH=$(CURDIR) $(VLLM_VENV)/bin/python -m pytest -m vllm -p no:cacheprovider tests/vllm_real $(PYTEST_ARGS)
 
 # isolation: docker for real: an engine at DOCKER_HOST, or podman+runc set up here (root + apt), the
 # sandbox image built, the `docker` tests (sandbox security suite included) run, the engine stopped.

@@ -158,8 +158,8 @@ class VLLMPolicy:
             from vllm.v1.engine.async_llm import AsyncLLM
         except ImportError as e:
             raise BackendError("the vllm backend needs vLLM, which is not installed",
-                               hint="install the gpu extra (`pip install -e '.[gpu]'`) on a CUDA machine, "
-                                    "or use policy.backend=transformers") from e
+                               hint="install the gpu extra (`pip install -e '.[gpu]'`) on a CUDA machine, or vLLM's "
+                                    "CPU build (`make vllm-venv`), or use policy.backend=transformers") from e
         check_limits(recipe)
         cfg = recipe.model
         path = resolve_model_path(cfg.path, cache_dir=recipe.run.cache_dir, revision=cfg.revision,

@@ -17,7 +17,8 @@ CPU_ENV = {"VLLM_HOST_IP": "127.0.0.1", "HF_HUB_OFFLINE": "1",
 
 
 def vllm_unavailable() -> str | None:
-    if importlib.util.find_spec("vllm") is None:
+    spec = importlib.util.find_spec("vllm")
+    if spec is None or spec.origin is None:  # (a bare directory named vllm on sys.path is no vLLM)
         return "vLLM is not installed here (make test-vllm builds a venv with its CPU build)"
     return None
 
