@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 
 import pytest
 from PIL import Image
@@ -15,7 +14,7 @@ from deepeyes_cli.sandbox.config import SandboxConfig
 from deepeyes_cli.sandbox.factory import make_executor
 from deepeyes_cli.sandbox.pool import KernelPool
 
-pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed")
+pytestmark = pytest.mark.needs_bwrap  # skips without bwrap; fails without it when CI is set
 
 
 def test_pool_sessions_state_images_and_back_pressure() -> None:
