@@ -27,6 +27,7 @@ def _check(stdout: str) -> None:
     status = eval(status_text)
     assert status == {"CapInh": NONE, "CapPrm": NONE, "CapEff": NONE, "CapBnd": NONE, "CapAmb": NONE,
                       "NoNewPrivs": "1"}, stdout
+    assert int(uid) != 0, "the kernel runs as root"
 
 
 @pytest.mark.needs_bwrap
