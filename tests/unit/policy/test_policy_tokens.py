@@ -9,7 +9,15 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from deepeyes_cli.agent.trajectory import ImagePart, ImageRef, Message, Sample, TextPart, Trajectory, TurnRecord
+from deepeyes_cli.agent.trajectory import (
+    ImagePart,
+    ImageRef,
+    Message,
+    Sample,
+    TextPart,
+    Trajectory,
+    TurnRecord,
+)
 from deepeyes_cli.models.loading import load_processor
 from deepeyes_cli.policy.base import ChatMessage, Conversation
 from deepeyes_cli.policy.tokens import TokenIds, encode_prompt, expand_image_pads, trajectory_tokens
