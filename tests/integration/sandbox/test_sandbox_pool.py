@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 
 import pytest
 from PIL import Image
@@ -50,8 +51,13 @@ def test_idle_sessions_are_reaped() -> None:
         async with KernelPool(cfg) as pool:
             session = await pool.open_session(session_id="sleepy")
             await session.run("1")
-            await asyncio.sleep(1.0)
-            assert "sleepy" not in pool.sessions and "idle" in pool.expired["sleepy"]
+            used = time.monotonic()
+            deadline = used + 60
+            while "sleepy" in pool.sessions:  # wait for the reaper itself, not a guessed delay
+                assert time.monotonic() < deadline, "the idle session was never reaped"
+                await asyncio.sleep(0.02)
+            assert time.monotonic() - used >= 0.3  # not before it had been idle that long
+            assert "idle" in pool.expired["sleepy"]
             assert pool.stats()["sessions_reaped"] == 1
 
     asyncio.run(go())
