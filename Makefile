@@ -9,7 +9,7 @@ CONSTRAINTS ?= constraints/cpu.txt
 STAMP := $(VENV)/.deepeyes-installed
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint typecheck pytest completions bench sandbox-deps clean
+.PHONY: demo test lint typecheck pytest completions bench sandbox-deps clean browser-deps mutation
 
 $(STAMP): pyproject.toml $(CONSTRAINTS)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,10 +20,13 @@ $(STAMP): pyproject.toml $(CONSTRAINTS)
 sandbox-deps:
 	@bash scripts/ensure-bwrap.sh
 
+browser-deps:
+	@bash scripts/ensure-chromium.sh
+
 demo: $(STAMP) sandbox-deps
 	@bash scripts/demo.sh
 
-test: $(STAMP) sandbox-deps lint typecheck pytest
+test: $(STAMP) sandbox-deps browser-deps lint typecheck pytest
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check deepeyes_cli tests benchmarks
@@ -36,6 +39,10 @@ pytest: $(STAMP)
 
 completions: $(STAMP)
 	$(VENV)/bin/deepeyes completions write completions
+
+# mutation testing of the pure core modules (scripts/mutation_targets.toml lists them); not in .ci/run
+mutation: $(STAMP)
+	$(PY) scripts/mutation.py $(MUTATION_ARGS)
 
 bench: $(STAMP)
 	@for f in benchmarks/*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
