@@ -74,14 +74,15 @@ def prepare(module: str, tests: list[str], work: Path) -> None:
         "timeout = 120\n")
 
 
-def run_target(module: str, tests: list[str], log: Path) -> dict[str, object]:
+def run_target(module: str, tests: list[str], log: Path, resume: bool = False) -> dict[str, object]:
     work = scratch_dir(module)
-    prepare(module, tests, work)
+    if not (resume and (work / "mutants").is_dir()):
+        prepare(module, tests, work)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env["PYTHONPATH"] = str(work)  # the mutated copy, never the installed package
     env["PYTHONDONTWRITEBYTECODE"] = "1"
     start = time.time()
-    with log.open("w") as out:
+    with log.open("a" if resume else "w") as out:
         rc = subprocess.run(["nice", "-n", "10", sys.executable, "-m", "mutmut", "run", "--max-children", "1"],
                             cwd=work, env=env, stdout=out, stderr=subprocess.STDOUT).returncode
     # keep what a terminal would show last on each line (mutmut redraws its spinner with \r)
@@ -115,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("modules", nargs="*", help="modules to mutate (default: every target)")
     parser.add_argument("--targets", type=Path, default=TARGETS, help="the list of targets (TOML)")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep a module's earlier scratch dir and results; test only mutants not yet tested")
     parser.add_argument("--goal", type=float, default=0.8, help="least share of mutants killed per module")
     args = parser.parse_args(argv)
     targets = load_targets(args.targets)
@@ -131,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         module, tests = str(t["module"]), [str(x) for x in t["tests"]]  # type: ignore[attr-defined]
         log = scratch_dir(module).parent / (scratch_dir(module).name + ".log")
         log.parent.mkdir(parents=True, exist_ok=True)
-        results.append(run_target(module, tests, log))
+        results.append(run_target(module, tests, log, args.resume))
         print(json.dumps({k: v for k, v in results[-1].items() if k not in ("survivors", "untested")},
                          ensure_ascii=False),
               file=sys.stderr, flush=True)
