@@ -186,3 +186,73 @@ def test_a_text_the_kernel_cut_in_a_stream_or_a_result() -> None:
     fields = cap.text_fields()
     assert fields["stdout"] == "ab" + truncation_marker(5000) + "XY"
     assert fields["result"] == "1" + truncation_marker(2000) + "2" and fields["truncated"]
+
+
+def test_memory_stays_bounded_however_long_the_stream() -> None:
+    for limit in (0, 1, 9, 100):
+        cap = TextCapture(limit)
+        for i in range(2000):
+            cap.add(f"{i:x}" * (i % 7 + 1))
+        kept = sum(map(len, cap.head)) + sum(map(len, cap.tail))
+        assert kept <= limit + 7 * 3, (limit, kept)  # the limit, plus at most one chunk of slack
+        assert cap.tail_len == sum(map(len, cap.tail))
+
+
+def test_counting_resumes_correctly_after_a_kernel_cut() -> None:
+    cap = TextCapture(8)  # head 6, tail 2
+    cap.add("123456")
+    cap.skip(100)
+    cap.add("a")
+    cap.add("b")
+    assert cap.value() == "123456" + truncation_marker(100) + "ab"
+
+
+@pytest.mark.parametrize(("text", "gap", "limit", "expected"), [
+    ("abcdef", [1, 0], 4, "abc" + truncation_marker(2) + "f"),  # a gap of nothing is no cut
+    ("ab", [1, 1], 2, "a" + truncation_marker(1) + "b"),  # a gap of one character is one
+])
+def test_small_kernel_cuts(text: str, gap: list[int], limit: int, expected: str) -> None:
+    cap = TextCapture(limit)
+    cap.add_cut(text, gap)
+    assert cap.value() == expected
+
+
+def test_a_stream_without_text_adds_nothing() -> None:
+    cap = _capture()
+    cap.add_message("stream", {"name": "stdout"})
+    assert cap.text_fields()["stdout"] == ""
+
+
+@pytest.mark.parametrize("bad", [None, "x", [1]])
+def test_a_malformed_dropped_count_is_ignored(bad: object) -> None:
+    cap = _capture()
+    cap.add_message("display_data", {"data": {DROPPED_MIME: {"dropped": bad}}})
+    cap.add_message("display_data", {"data": {DROPPED_MIME: {"dropped": 1}}})
+    assert cap.images_dropped == 1
+
+
+def test_displayed_text_the_kernel_cut() -> None:
+    cap = _capture(max_chars=1000)
+    cap.add_message("display_data", {"data": {"text/plain": "abXY"}, CUT_KEY: [2, 5000]})
+    assert cap.text_fields()["stdout"] == "ab" + truncation_marker(5000) + "XY\n"
+
+
+def test_base64_with_stray_characters_is_refused_not_repaired() -> None:
+    good = base64.b64encode(_png(4, 4)).decode()
+    cap = _capture()
+    cap.add_message("display_data", {"data": {"image/png": good[:8] + "!" + good[8:]}})
+    assert cap.images == [] and cap.notes == ["an image that was not valid base64 was dropped"]
+
+
+def test_every_oversized_image_is_counted() -> None:
+    cap = _capture(max_pixels=100)
+    for _ in range(3):
+        cap.add_message("display_data", {"data": {"image/png": base64.b64encode(_png(50, 50)).decode()}})
+    assert cap.images_dropped == 3 and len(cap.notes) == 3
+
+
+@pytest.mark.parametrize("stream", ["stdout", "stderr"])
+def test_one_long_stream_marks_the_cell_truncated(stream: str) -> None:
+    cap = _capture(max_chars=10)
+    cap.add_message("stream", {"name": stream, "text": "x" * 11})
+    assert cap.text_fields()["truncated"]
