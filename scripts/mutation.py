@@ -28,6 +28,16 @@ TARGETS = REPO / "scripts" / "mutation_targets.toml"
 KILLED = ("killed", "timeout", "segfault", "caught by type check")
 # what `mutmut results --all true` prints per mutant: "    name: status"
 _RESULT = re.compile(r"^\s*(\S+): (.+)$")
+_SQL = re.compile(r"\b(select|insert|delete|update|pragma|create|where|from|group by|order by)\b", re.I)
+
+
+def sql_case_only(diff: str) -> bool:
+    """A mutant that only changes the letter case of SQL text: SQLite reads keywords and
+    identifiers case-insensitively, so it cannot change behaviour (an equivalent mutant)."""
+    minus = [ln[1:] for ln in diff.splitlines() if ln.startswith("-") and not ln.startswith("---")]
+    plus = [ln[1:] for ln in diff.splitlines() if ln.startswith("+") and not ln.startswith("+++")]
+    return bool(minus) and len(minus) == len(plus) and all(
+        a != b and a.lower() == b.lower() and _SQL.search(a) for a, b in zip(minus, plus, strict=True))
 
 
 def load_targets(path: Path = TARGETS) -> list[dict[str, object]]:
@@ -102,9 +112,13 @@ def run_target(module: str, tests: list[str], log: Path, resume: bool = False) -
     unselectable = sorted(t for t in tests_seen if "\\\\" in t)
     killed = sum(s in KILLED for s in status.values())
     survivors = sorted(n for n, s in status.items() if s == "survived")
+    equivalent = [n for n in survivors if sql_case_only(subprocess.run(
+        [sys.executable, "-m", "mutmut", "show", n], cwd=work, env=env, capture_output=True, text=True).stdout)]
+    survivors = [n for n in survivors if n not in equivalent]
     untested = sorted(n for n, s in status.items() if s == "no tests")
-    counted = killed + len(survivors) + len(untested)
+    counted = killed + len(survivors) + len(untested)  # equivalent mutants count neither way
     return {"module": module, "mutants": len(status), "killed": killed, "survived": len(survivors),
+            "equivalent_sql_case": len(equivalent),
             "no_tests": len(untested), "killed_share": round(killed / counted, 3) if counted else None,
             "survivors": survivors, "untested": untested, "mutmut_rc": rc,
             "error": f"{len(unselectable)} test ids hold a backslash (e.g. {unselectable[0]}): give them ids"
