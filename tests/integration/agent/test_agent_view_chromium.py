@@ -152,6 +152,7 @@ def _share(img: Image.Image, color: tuple[int, int, int], tol: int = 12) -> floa
     return float((np.abs(px - np.array(color, dtype=np.int16)) <= tol).all(axis=-1).mean())
 
 
+@pytest.mark.slow
 def test_screenshot_shows_the_images_rendered(tmp_path: Path) -> None:
     page, _ = sample_page(tmp_path)
     shot = screenshot(page, tmp_path / "page.png", tmp_path)
@@ -161,6 +162,7 @@ def test_screenshot_shows_the_images_rendered(tmp_path: Path) -> None:
         assert _share(shot, color) * shot.size[0] * shot.size[1] >= least * 0.9, color
 
 
+@pytest.mark.slow
 def test_a_filter_hides_what_it_rules_out_on_screen(tmp_path: Path) -> None:
     """?outcome=no_action leaves only the trajectory without any action, now at the top: its
     blue photo is on screen, the code figure (green) and search thumbnail (red) are gone."""
