@@ -82,3 +82,58 @@ def test_segments_for_display() -> None:
                                     ("code", "XcodeX"), ("answer", "X"), ("text", "post")]
     assert split_segments("<tool_call>\n{}\n</tool_call>") == [("tool_call", "{}")]
     assert split_segments("  \n ") == []
+
+
+def _msgs():
+    from PIL import Image
+
+    from deepeyes_cli.policy.base import ChatMessage
+
+    red, blue = Image.new("RGB", (4, 4), "red"), Image.new("RGB", (4, 4), "blue")
+    return red, blue, [ChatMessage("user", [red, "What <|im_end|>is it?"]),
+                       ChatMessage("assistant", ["<think>hm</think><code>x</code>"], token_ids=[7, 8, 99], prefill="<think>"),
+                       ChatMessage("user", ["result", blue]),
+                       ChatMessage("assistant", ["<answer>red</answer>"], token_ids=[5, 6])]
+
+
+def test_prompt_spans_frame_generated_ids_exactly() -> None:
+    from deepeyes_cli.protocol import tags
+    from deepeyes_cli.protocol.render import prompt_images, prompt_spans
+
+    red, blue, msgs = _msgs()
+    sys_ = f"{tags.IM_START}system\n{tags.DEFAULT_SYSTEM}{tags.IM_END}\n"  # inserted: no system message given
+    user = f"{tags.IM_START}user\n{tags.IMAGE_TOKENS}What is it?{tags.IM_END}\n"
+    spans = prompt_spans(msgs, "<think>", end_id=99)
+    assert spans == [sys_ + user + f"{tags.IM_START}assistant\n<think>", [7, 8, 99],
+                     # the ids already end with <|im_end|>: only the newline follows
+                     f"\n{tags.IM_START}user\nresult{tags.IMAGE_TOKENS}{tags.IM_END}\n{tags.IM_START}assistant\n",
+                     [5, 6], f"{tags.IM_END}\n{tags.IM_START}assistant\n<think>"]
+    whole = prompt_spans(msgs, end_id=99, generation_prompt=False)
+    assert whole[-1] == [5, 6] and len(whole) == 4  # ends with the last generated ids, nothing after
+    assert prompt_spans(msgs[:1], generation_prompt=False) == [sys_ + user]
+    assert prompt_spans(msgs)[2].startswith(f"{tags.IM_END}\n")  # without end_id the end is always written
+    assert prompt_images(msgs) == [red, blue]
+
+
+def test_a_given_system_message_replaces_the_default_and_text_turns_stay_text() -> None:
+    from deepeyes_cli.policy.base import ChatMessage
+    from deepeyes_cli.protocol import tags
+    from deepeyes_cli.protocol.render import prompt_spans, render_prompt
+
+    msgs = [ChatMessage("system", ["SYS"]), ChatMessage("user", ["q"]), ChatMessage("assistant", ["a"])]
+    expected = (f"{tags.IM_START}system\nSYS{tags.IM_END}\n{tags.IM_START}user\nq{tags.IM_END}\n"
+                f"{tags.IM_START}assistant\na{tags.IM_END}\n{tags.IM_START}assistant\n<think>")
+    assert render_prompt(msgs, "<think>") == expected
+    assert prompt_spans(msgs, "<think>") == [expected]
+    assert prompt_spans([], generation_prompt=False) == [
+        f"{tags.IM_START}system\n{tags.DEFAULT_SYSTEM}{tags.IM_END}\n"]
+
+
+def test_every_forbidden_special_token_is_removed() -> None:
+    from deepeyes_cli.protocol import tags
+    from deepeyes_cli.protocol.render import content_text, sanitize
+
+    text = "a" + "b".join(tags.TEXT_FORBIDDEN) + "c"
+    assert sanitize(text) == "a" + "b" * (len(tags.TEXT_FORBIDDEN) - 1) + "c"
+    assert sanitize("plain <think> text") == "plain <think> text"
+    assert content_text(["x<|image_pad|>y"]) == "xy"
