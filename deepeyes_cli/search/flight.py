@@ -77,7 +77,8 @@ class Leases:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._keeper: threading.Thread | None = None
-        self._closed = False  # a search still running after close() must not restart the keeper
+        # a search still running after close() must not restart the keeper (no mutate: None is as falsy)
+        self._closed = False  # pragma: no mutate
 
     def claimed_by_other(self, key: str, owner: str) -> bool:
         """A read (no write lock): is ``key`` claimed by a live holder other than ``owner``?"""
