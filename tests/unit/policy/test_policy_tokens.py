@@ -109,3 +109,39 @@ def test_expanding_pads_follows_each_images_grid() -> None:
         expand_image_pads(ids, [[1, 2, 2]], 2, pad_id=9)
     with pytest.raises(BackendError, match="2 image pads for 3 images"):
         expand_image_pads(ids, [[1, 2, 2]] * 3, 2, pad_id=9)
+
+
+class _NoPadTokenizer:
+    unk_token_id = 0
+
+    def convert_tokens_to_ids(self, token: str) -> int:
+        return 0 if token == tags.IMAGE_PAD else 5
+
+    def __call__(self, text: str, add_special_tokens: bool = False) -> dict:
+        return {"input_ids": [1]}
+
+
+def test_a_tokenizer_without_the_protocols_tokens_is_refused() -> None:
+    from deepeyes_cli.errors import BackendError
+
+    with pytest.raises(BackendError, match=r"no <\|image_pad\|> token") as e:
+        TokenIds(_NoPadTokenizer())
+    assert "Qwen2.5-VL" in (e.value.hint or "")
+
+
+def test_token_ids_are_the_tokenizers(tokenizer) -> None:
+    ids = TokenIds(tokenizer)
+    assert ids.im_end == tokenizer.convert_tokens_to_ids(tags.IM_END)
+    assert ids.image_pad == tokenizer.convert_tokens_to_ids(tags.IMAGE_PAD)
+    assert ids.endoftext == tokenizer.convert_tokens_to_ids(tags.ENDOFTEXT)
+    assert ids.bad_words == [tokenizer(w, add_special_tokens=False)["input_ids"] for w in tags.BAD_WORDS]
+    assert len({ids.im_end, ids.image_pad, ids.endoftext}) == 3
+
+
+def test_a_generated_image_pad_is_refused(tokenizer) -> None:
+    from deepeyes_cli.errors import BackendError
+
+    ids = TokenIds(tokenizer)
+    msgs = [ChatMessage("user", ["q"]), ChatMessage("assistant", ["x"], token_ids=[ids.image_pad, ids.im_end])]
+    with pytest.raises(BackendError, match="1 image pads for 0 images"):
+        encode_prompt(Conversation(msgs), tokenizer, ids)
