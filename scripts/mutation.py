@@ -6,7 +6,8 @@ target's test files and a mutmut config that mutates only that module and runs o
 tests, runs ``mutmut run`` there (niced, one worker: the machine is shared), and prints one
 JSON object: per module the mutants killed, survived and untested, the share killed, and
 the names of the survivors (``mutmut show NAME`` in the scratch dir prints the diff).
-Exits 1 when a module is below ``--goal`` (80 %).
+Exits 1 when a module is below ``--goal`` (80 %). ``--table`` prints every module's latest figures
+(``runs/mutation/latest.json``) as markdown rows for the README.
 """
 
 from __future__ import annotations
@@ -133,7 +134,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resume", action="store_true",
                         help="keep a module's earlier scratch dir and results; test only mutants not yet tested")
     parser.add_argument("--goal", type=float, default=0.8, help="least share of mutants killed per module")
+    parser.add_argument("--table", action="store_true", help="print the latest figures as markdown rows, run nothing")
     args = parser.parse_args(argv)
+    if args.table:
+        print(table())
+        return 0
     targets = load_targets(args.targets)
     if args.modules:
         known = {str(t["module"]): t for t in targets}
@@ -155,9 +160,24 @@ def main(argv: list[str] | None = None) -> int:
     below = [r["module"] for r in results
              if r["error"] or r["killed_share"] is None or r["killed_share"] < args.goal]
     summary = {"goal": args.goal, "modules": results, "below_goal": below}
-    (REPO / "runs" / "mutation" / "summary.json").write_text(json.dumps(summary, indent=2))
     print(json.dumps(summary, indent=2))
+    # every module's latest figures, kept across runs (runs of single modules add up)
+    latest_file = REPO / "runs" / "mutation" / "latest.json"
+    latest = json.loads(latest_file.read_text()) if latest_file.exists() else {}
+    latest.update({str(r["module"]): r for r in results})
+    latest_file.write_text(json.dumps(latest, indent=2))
     return 1 if below else 0
+
+
+def table(latest_file: Path = REPO / "runs" / "mutation" / "latest.json") -> str:
+    """Markdown rows (module, goal, measured) of every module's latest figures."""
+    rows = []
+    for module, r in sorted(json.loads(latest_file.read_text()).items()):
+        share = "void" if r.get("error") or r["killed_share"] is None else f"{100 * r['killed_share']:.1f} %"
+        equivalent = f", {r['equivalent_sql_case']} SQL-case equivalent" if r.get("equivalent_sql_case") else ""
+        rows.append(f"| `{module}` | ≥ 80 % killed | {share}: {r['killed']} killed, {r['survived']} survived, "
+                    f"{r['no_tests']} untested of {r['mutants']}{equivalent} ({r['seconds']} s) |")
+    return "\n".join(rows)
 
 
 if __name__ == "__main__":
