@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 # vLLM's CPU build lives in a venv of its own (make test-vllm); VLLM_VENV=/path reuses one.
 VLLM_VENV ?= .venv-vllm
 
-.PHONY: demo test lint typecheck pytest completions bench sandbox-deps wheel-check clean test-vllm vllm-venv test-docker
+.PHONY: demo test lint typecheck pytest completions bench sandbox-deps wheel-check clean test-vllm vllm-venv test-docker browser-deps mutation
 
 $(STAMP): pyproject.toml $(CONSTRAINTS)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,10 +22,13 @@ $(STAMP): pyproject.toml $(CONSTRAINTS)
 sandbox-deps:
 	@bash scripts/ensure-bwrap.sh
 
+browser-deps:
+	@bash scripts/ensure-chromium.sh
+
 demo: $(STAMP) sandbox-deps
 	@bash scripts/demo.sh
 
-test: $(STAMP) sandbox-deps lint typecheck pytest
+test: $(STAMP) sandbox-deps browser-deps lint typecheck pytest
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check deepeyes_cli tests benchmarks
@@ -38,6 +41,10 @@ pytest: $(STAMP)
 
 completions: $(STAMP)
 	$(VENV)/bin/deepeyes completions write completions
+
+# mutation testing of the pure core modules (scripts/mutation_targets.toml lists them); not in .ci/run
+mutation: $(STAMP)
+	$(PY) scripts/mutation.py $(MUTATION_ARGS)
 
 bench: $(STAMP)
 	@for f in benchmarks/*.py; do echo "== $$f"; $(PY) $$f || exit 1; done

@@ -16,6 +16,7 @@ import typer
 
 from deepeyes_cli import __version__
 from deepeyes_cli.cli import ask, completions, judge, model, recipes, sandbox, search, view
+from deepeyes_cli.cli.startup import INTERRUPTED, INTERRUPTED_HINT, started
 
 app = typer.Typer(
     name="deepeyes",
@@ -71,6 +72,7 @@ def run(argv: Sequence[str] | None = None) -> None:
     if "--debug" in args:
         _DEBUG["on"] = True
     try:
+        started()
         app(args=args, prog_name="deepeyes")
     except DeepeyesError as e:
         if _DEBUG["on"]:
@@ -91,4 +93,4 @@ def run(argv: Sequence[str] | None = None) -> None:
 def _interrupted() -> None:
     from deepeyes_cli.cli.console import print_error
 
-    print_error("interrupted", "what finished is kept; re-run the same command to resume where the stage supports it")
+    print_error(INTERRUPTED, INTERRUPTED_HINT)

@@ -28,8 +28,7 @@ REPO = Path(__file__).resolve().parents[3]
 SECRET = "sk-deepeyes-test-" + uuid.uuid4().hex
 MAX_PROCESSES = 48
 
-needs_bwrap = pytest.mark.skipif(shutil.which("bwrap") is None,
-                                 reason="bubblewrap is not installed (make sandbox-deps installs it)")
+needs_bwrap = pytest.mark.needs_bwrap  # skips without bwrap; fails without it when CI is set
 
 
 @dataclass
@@ -133,7 +132,9 @@ def stop_server(server: Server) -> None:
 @pytest.fixture(scope="session")
 def sandbox_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     if shutil.which("bwrap") is None:
-        pytest.skip("bubblewrap is not installed (make sandbox-deps installs it)")
+        from deepeyes_cli.testing.ci import skip_or_fail
+
+        skip_or_fail("bubblewrap is not installed (make sandbox-deps installs it)")
     from deepeyes_cli.sandbox.limits import CgroupFactory
 
     cgroups = CgroupFactory.detect()
