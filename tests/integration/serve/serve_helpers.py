@@ -63,7 +63,7 @@ class Served:
     def openai(self, key: str | None = "", **kw: Any) -> Any:
         from openai import OpenAI
 
-        return OpenAI(base_url=self.base_url, api_key=self.key if key == "" else (key or "none"),
+        return OpenAI(base_url=self.base_url, api_key=(self.key or "none") if key == "" else (key or "none"),
                       max_retries=0, timeout=kw.pop("timeout", 60), **kw)
 
     def async_openai(self, **kw: Any) -> Any:
