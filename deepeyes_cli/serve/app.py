@@ -194,7 +194,7 @@ async def _stream(service: AgentService, job: asyncio.Task[Trajectory], events: 
                 break
             shown = text.event_text(event) if include_reasoning else None
             if shown:
-                yield wire.chunk(rid, model, created, {"reasoning_content": shown})
+                yield wire.chunk(rid, model, created, {"reasoning_content": shown}, deepeyes=text.event_record(event))
         traj = await job
         failed = _failure(traj)
         if failed is not None:

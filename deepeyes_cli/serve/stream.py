@@ -53,6 +53,15 @@ def event_text(event: LoopEvent) -> str | None:
     return None
 
 
+def event_record(event: LoopEvent) -> dict[str, Any]:
+    """The event as data, riding with its text chunk, for clients that render turns themselves
+    (``deepeyes ask --url``)."""
+    turn = event.turn
+    return {"event": event.kind, "text": event.message.text if event.message is not None else "",
+            "images": len(event.images),
+            "turn": {"index": turn.index, "action": turn.action, "tool": turn.tool} if turn is not None else None}
+
+
 def reasoning(traj: Trajectory) -> str:
     """The whole trajectory's turns as text (the non-streaming ``reasoning_content``)."""
     out = []

@@ -177,3 +177,25 @@ def test_saved_trajectories_are_readable_by_view(scripted_server: Served, tmp_pa
     records = {t.id: t for t in read_jsonl(saved)}
     assert records[wanted].final_answer == "42" and records[wanted].sample.images[0].path
     assert write_html([saved], tmp_path / "page.html") == len(records)
+
+
+def test_ask_url_runs_the_loop_on_the_server(scripted_server: Served, tmp_path: Any, cli: Any) -> None:
+    from PIL import Image
+
+    from deepeyes_cli.agent.trajectory import read_jsonl
+
+    photo = tmp_path / "red.png"
+    Image.new("RGB", (32, 32), (200, 30, 30)).save(photo)
+    saved = tmp_path / "asked.jsonl"
+    out = cli("ask", str(photo), "What size is it?", "--url", scripted_server.base_url, "--answer", "42",
+              "--save", str(saved), cwd=tmp_path, env={"OPENAI_API_KEY": scripted_server.key})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "42"
+    assert "code result" in out.stderr and "(32, 32)" in out.stderr and "end: answered" in out.stderr
+    [traj] = list(read_jsonl(saved))
+    assert traj.sample.answer == "42" and traj.backend == "scripted" and traj.turns[0].tool == "code"
+    assert traj.sample.images[0].path and (saved.parent / traj.sample.images[0].path).is_file()
+
+    wrong = cli("ask", str(photo), "q?", "--url", scripted_server.base_url, cwd=tmp_path,
+                env={"OPENAI_API_KEY": "sk-wrong"})
+    assert wrong.returncode == 1 and "error:" in wrong.stderr
