@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
+import hashlib
 import io
 import math
 import re
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from deepeyes_cli.agent.records import Task, sample_id
-from deepeyes_cli.agent.trajectory import Sample
+from deepeyes_cli.agent.records import ImageRefs, Task, sample_id
+from deepeyes_cli.agent.trajectory import ImageRef, Sample
 from deepeyes_cli.serve.config import ServeConfig
 from deepeyes_cli.serve.wire import ApiError, ChatRequest, bad_request
 
@@ -54,26 +57,16 @@ def _question_and_urls(req: ChatRequest) -> tuple[str, list[str], list[str]]:
     return question.strip(), urls, warnings
 
 
-def _decode(raw: bytes, index: int, cfg: ServeConfig, max_pixels: int) -> Image:
-    """Decode one image, refusing a header that claims more than ``serve.max_image_pixels``
-    before any pixel is decoded; the result is normalised (downscaled to ``max_pixels``)."""
+_INLINE_PIXELS = 256 * 256  # decoded on the event loop: cheaper than a hop to a worker thread
+
+
+@contextlib.contextmanager
+def _as_400(index: int) -> Iterator[None]:
     from PIL import Image as PILImage
     from PIL import UnidentifiedImageError
 
-    from deepeyes_cli.protocol.images import normalize_image
-
     try:
-        with PILImage.open(io.BytesIO(raw)) as im:
-            w, h = im.size
-            if w * h > cfg.max_image_pixels:
-                raise bad_request(f"image {index} is {w}x{h} = {w * h / 1e6:.1f} megapixels; this server takes at "
-                                  f"most {cfg.max_image_pixels / 1e6:.1f} megapixels per image (downscale it first)",
-                                  param="messages", code="image_too_large")
-            if im.format == "JPEG" and w * h > max_pixels:
-                scale = math.sqrt(max_pixels / (w * h))  # decode at 1/2, 1/4 or 1/8 scale
-                im.draft("RGB", (max(1, int(w * scale)), max(1, int(h * scale))))
-            im.load()
-            return normalize_image(im, max_pixels)
+        yield
     except ApiError:
         raise
     except UnidentifiedImageError as e:
@@ -84,13 +77,41 @@ def _decode(raw: bytes, index: int, cfg: ServeConfig, max_pixels: int) -> Image:
                           code="invalid_image") from e
 
 
+def _open(raw: bytes, index: int, cfg: ServeConfig) -> Image:
+    """The image's header, refused when it claims more than ``serve.max_image_pixels`` (before
+    any pixel is decoded)."""
+    from PIL import Image as PILImage
+
+    with _as_400(index):
+        im = PILImage.open(io.BytesIO(raw))
+        w, h = im.size
+        if w * h > cfg.max_image_pixels:
+            raise bad_request(f"image {index} is {w}x{h} = {w * h / 1e6:.1f} megapixels; this server takes at "
+                              f"most {cfg.max_image_pixels / 1e6:.1f} megapixels per image (downscale it first)",
+                              param="messages", code="image_too_large")
+        return im
+
+
+def _load(im: Image, index: int, max_pixels: int) -> Image:
+    """Decode (a large JPEG at a reduced scale) and normalise: downscaled to ``max_pixels``."""
+    from deepeyes_cli.protocol.images import normalize_image
+
+    with _as_400(index):
+        w, h = im.size
+        if im.format == "JPEG" and w * h > max_pixels:
+            scale = math.sqrt(max_pixels / (w * h))  # decode at 1/2, 1/4 or 1/8 scale
+            im.draft("RGB", (max(1, int(w * scale)), max(1, int(h * scale))))
+        im.load()
+        return normalize_image(im, max_pixels)
+
+
 def _data_url_bytes(url: str, index: int) -> bytes:
     m = _DATA_URL.fullmatch(url.strip())
     if m is None:
         raise bad_request(f"image {index}: a data URL must look like data:image/png;base64,<data>",
                           param="messages", code="invalid_image")
     try:
-        return base64.b64decode(re.sub(r"\s+", "", m["data"]), validate=True)
+        return base64.b64decode(m["data"], validate=True)
     except (binascii.Error, ValueError) as e:
         raise bad_request(f"image {index}: the data URL's base64 is corrupt ({e})", param="messages",
                           code="invalid_image") from e
@@ -135,6 +156,7 @@ async def load_task(req: ChatRequest, cfg: ServeConfig, max_pixels: int, http: h
     images = []
     for i, url in enumerate(urls, 1):
         if url.startswith("data:"):
+            url = re.sub(r"\s+", "", url)
             raw = _data_url_bytes(url, i)
         elif url.startswith(("http://", "https://")):
             if not cfg.allow_image_urls or http is None:
@@ -145,7 +167,15 @@ async def load_task(req: ChatRequest, cfg: ServeConfig, max_pixels: int, http: h
         else:
             raise bad_request(f"image {i}: expected a data: or http(s): URL, got {url[:40]!r}", param="messages",
                               code="invalid_image")
-        images.append(await asyncio.to_thread(_decode, raw, i, cfg, max_pixels))
+        header = _open(raw, i, cfg)
+        small = header.width * header.height <= _INLINE_PIXELS
+        png = header.format == "PNG"
+        image = _load(header, i, max_pixels) if small else await asyncio.to_thread(_load, header, i, max_pixels)
+        if png and image is header:  # unchanged: its upload is the record's PNG, not encoded again
+            encoded = url.split(",", 1)[1] if url.startswith("data:") else base64.b64encode(raw).decode()
+            ImageRefs.remember(image, ImageRef(sha256=hashlib.sha256(raw).hexdigest(), width=image.width,
+                                               height=image.height, b64=encoded))
+        images.append(image)
     sample = Sample(id=sample_id(question, images), question=question, data_source="serve",
                     metadata={"request_id": request_id, **({"user": req.user} if req.user else {})})
     return Task(sample, images), warnings
