@@ -199,3 +199,11 @@ def test_ask_url_runs_the_loop_on_the_server(scripted_server: Served, tmp_path: 
     wrong = cli("ask", str(photo), "q?", "--url", scripted_server.base_url, cwd=tmp_path,
                 env={"OPENAI_API_KEY": "sk-wrong"})
     assert wrong.returncode == 1 and "error:" in wrong.stderr
+
+
+def test_disconnect_without_streaming_cancels_too(scripted_server: Served) -> None:
+    before = scripted_server.health()["cancelled"]
+    with pytest.raises(openai.APITimeoutError):  # the client gives up and closes the connection
+        scripted_server.openai(timeout=1.0).chat.completions.create(model="deepeyes", messages=question(SLOW))
+    idle = scripted_server.wait_for(lambda h: h["in_flight"] == 0 and h["sandbox"]["sessions"] == 0, timeout=10)
+    assert idle["cancelled"] == before + 1

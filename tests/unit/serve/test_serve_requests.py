@@ -89,3 +89,29 @@ def test_turn_text_for_streaming() -> None:
     shown = stream.observation_text("Code execution result:\nstdout:\n```\n1\n```\n\nstderr:\n```\n\n```", "code", 2)
     assert shown == "[code result]\n1\n[2 images]\n"
     assert stream.assistant_text("<think>so</think>\n<answer>7</answer>", 1) == "[turn 2]\nso\n"
+
+
+def test_image_urls_are_fetched_only_when_allowed() -> None:
+    import httpx
+    from fastapi import FastAPI, Response
+
+    from deepeyes_cli.testing.servers import BackgroundServer
+
+    png = base64.b64decode(_url(Image.new("RGB", (48, 36), (9, 9, 9))).split(",", 1)[1])
+    site = FastAPI()
+
+    @site.get("/cat.png")
+    def cat() -> Response:
+        return Response(png, media_type="image/png")
+
+    recipe = load_recipe("tiny", ["serve.allow_image_urls=true"]).recipe
+
+    async def go(url: str) -> Image.Image:
+        async with httpx.AsyncClient() as http:
+            task, _ = await load_task(parse_request(_body(url)), recipe.serve, 100_000, http, "r3")
+            return task.images[0]
+
+    with BackgroundServer(site) as server:
+        assert asyncio.run(go(server.url + "/cat.png")).size == (48, 36)
+        with pytest.raises(ApiError, match="answered HTTP 404"):
+            asyncio.run(go(server.url + "/dog.png"))
