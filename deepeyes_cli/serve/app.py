@@ -92,6 +92,8 @@ def create_app(service: AgentService) -> FastAPI:
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
+        if request.url.path.endswith("/chat/completions"):
+            service.metrics.requests.labels(str(exc.status), "unknown").inc()
         return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)

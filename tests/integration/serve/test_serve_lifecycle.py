@@ -4,6 +4,7 @@ transformers backend."""
 
 from __future__ import annotations
 
+import json
 import signal
 import threading
 import time
@@ -72,3 +73,27 @@ def test_tiny_model_through_the_transformers_backend(tmp_path: Path, tiny_model_
     finally:
         server.stop()
 
+
+
+@needs_bwrap
+def test_our_tools_in_front_of_an_openai_compatible_vlm(tmp_path: Path) -> None:
+    from deepeyes_cli.testing.fake_openai import FakeOpenAI
+
+    def vlm(request: dict[str, Any]) -> str:
+        seen = json.dumps(request["messages"])
+        if "Code execution result" in seen:
+            return "the cell printed the size</think>\n<answer>32x32</answer>"
+        return "<think>measure</think>\n<code>\n```python\nprint(image_1.size)\n```\n</code>"
+
+    with FakeOpenAI(vlm) as upstream:
+        server = start_server(tmp_path, "policy.backend=openai", f"policy.url={upstream.base_url}",
+                              "agent.tools=[code]", "sandbox.pool_size=1", "sandbox.memory_mb=1024")
+        try:
+            out = server.openai().chat.completions.create(model="deepeyes", messages=question(data_url(32, 32)))
+        finally:
+            server.stop()
+    assert out.choices[0].message.content == "32x32"
+    assert out.usage.model_extra["tool_calls"] == 1
+    first, second = upstream.requests
+    assert "data:image/png;base64," in json.dumps(first["messages"])  # the image went upstream
+    assert "(32, 32)" in json.dumps(second["messages"])  # and so did the sandbox's result
