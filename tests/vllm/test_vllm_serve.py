@@ -35,6 +35,7 @@ def vllm_server(tmp_path_factory: pytest.TempPathFactory):
         server.stop()
 
 
+@pytest.mark.timeout(1200)
 def test_vllm_backend_behind_the_api(vllm_server) -> None:
     client = vllm_server.openai(timeout=600)
     out = client.chat.completions.create(model="deepeyes", messages=question(data_url(224, 224)), max_tokens=8,
