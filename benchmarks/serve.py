@@ -116,7 +116,7 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=16, help="requests per level")
     ap.add_argument("--top", type=int, default=64, help="then this many requests at once")
     ap.add_argument("--latency", type=float, default=0.05, help="seconds per scripted model call")
-    ap.add_argument("--limit", type=int, default=64, help="serve.max_concurrency")
+    ap.add_argument("--limit", type=int, default=16, help="serve.max_concurrency (the rest queue)")
     ap.add_argument("--kernels", type=int, default=16, help="sandbox pool size and max sessions")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()

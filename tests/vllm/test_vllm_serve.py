@@ -23,7 +23,8 @@ def vllm_server(tmp_path_factory: pytest.TempPathFactory):
         if os.environ.get("DEEPEYES_REQUIRE_VLLM") == "1":
             pytest.fail("DEEPEYES_REQUIRE_VLLM=1, but vLLM is not installed here")
         pytest.skip("vLLM is not installed here (make test-vllm builds a venv with its CPU build)")
-    for key, value in {"VLLM_HOST_IP": "127.0.0.1", "TOKENIZERS_PARALLELISM": "false"}.items():
+    for key, value in {"VLLM_HOST_IP": "127.0.0.1", "TOKENIZERS_PARALLELISM": "false",
+                       "VLLM_CPU_KVCACHE_SPACE": "1"}.items():  # GiB; unset, the CPU build takes 13
         os.environ.setdefault(key, value)
     tmp = tmp_path_factory.mktemp("serve-vllm")
     server = start_server(tmp, "policy.backend=vllm", "agent.tools=[]", "policy.vllm.max_model_len=4096",
