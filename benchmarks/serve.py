@@ -7,10 +7,15 @@ sends ``--requests`` requests at each concurrency level, each level starting wit
 sandbox's ``--kernels`` kernels ready (a session per request; kernel start-up is the
 sandbox's cost, not the server's), then ``--top`` requests all at once. Goals:
   - server overhead (request time beyond model generation, tool calls and queueing) <= 5 ms p50,
-    measured by the server (``deepeyes.timing.overhead_s``) and from the client's side;
+    measured by the server (``deepeyes.timing.overhead_s``) and from the client's side; also
+    the server process's CPU time per request (its ``process_cpu_seconds_total``), which other
+    processes on a shared machine do not inflate (it includes the sandbox pool's bookkeeping);
   - no errors at 64 concurrent requests;
   - throughput grows with concurrency up to the server's limit (``serve.max_concurrency``).
+A control run without tools gives the server's own cost; ``--sandbox-server`` puts the kernels
+in a `deepeyes sandbox serve` of their own (``sandbox.url``), as a deployment would.
 Usage: python benchmarks/serve.py [--levels 1,4,16] [--requests 16] [--top 64] [--latency 0.05]
+                                  [--sandbox-server]
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import io
 import itertools
 import json
@@ -26,7 +32,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,11 +49,13 @@ def child(args: argparse.Namespace) -> None:
     from deepeyes_cli.recipe.loader import load_recipe
     from deepeyes_cli.serve.server import serve
 
-    recipe = load_recipe("tiny", ["agent.tools=[code]", "sandbox.isolation=bwrap",
+    tools = "[]" if args.no_tools else "[code]"
+    remote = [f"sandbox.url={args.sandbox_url}"] if args.sandbox_url else []
+    recipe = load_recipe("tiny", [f"agent.tools={tools}", "sandbox.isolation=bwrap", *remote,
                                   f"sandbox.pool_size={args.kernels}", f"sandbox.max_sessions={args.kernels}",
                                   "sandbox.memory_mb=1024", "serve.port=0", f"serve.max_concurrency={args.limit}",
                                   "serve.max_queue=1024", "run.log_level=warning"]).recipe
-    policy = ScriptedPolicy(TURNS, delay_s=args.latency)
+    policy = ScriptedPolicy(TURNS[1:] if args.no_tools else TURNS, delay_s=args.latency)
     serve(recipe, policy, on_ready=lambda url: print(url, flush=True))
 
 
@@ -55,6 +65,17 @@ def _image() -> str:
     buf = io.BytesIO()
     Image.new("RGB", (64, 64), (90, 140, 200)).save(buf, format="PNG")
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def _cpu_seconds(url: str) -> float:
+    """The server process's CPU time (its /metrics): unlike wall time, not inflated by other
+    processes competing for the cores."""
+    import httpx
+
+    for line in httpx.get(url + "/metrics", timeout=30).text.splitlines():
+        if line.startswith("process_cpu_seconds_total "):
+            return float(line.split()[1])
+    return float("nan")
 
 
 async def level(base_url: str, concurrency: int, n: int) -> dict[str, Any]:
@@ -81,6 +102,7 @@ async def level(base_url: str, concurrency: int, n: int) -> dict[str, Any]:
                 u = out.usage.model_extra if out.usage else {}
                 timing = (out.model_extra or {})["deepeyes"]["timing"]
                 work = u["generation_seconds"] + u["tool_seconds"]
+                work += timing["sandbox_close_s"]
                 rows.append({"latency": latency, "server": timing["overhead_s"], "queue": timing["queue_s"],
                              "client": latency - work - timing["queue_s"], "tool": u["tool_seconds"]})
 
@@ -100,14 +122,66 @@ async def level(base_url: str, concurrency: int, n: int) -> dict[str, Any]:
             "queue_p50_ms": p("queue", 0.5)}
 
 
+@contextlib.contextmanager
+def _sandbox_server(args: argparse.Namespace) -> Iterator[str]:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, "-m", "deepeyes_cli", "sandbox", "serve", "-r", "tiny", "--port", "0",
+           f"sandbox.pool_size={args.kernels}", f"sandbox.max_sessions={args.kernels}", "sandbox.memory_mb=1024",
+           "run.log_level=warning"]
+    with tempfile.TemporaryDirectory() as tmp:
+        proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env, cwd=tmp)
+        try:
+            assert proc.stderr is not None
+            for line in proc.stderr:
+                if "listening on" in line:
+                    break
+            else:
+                raise SystemExit("the sandbox server did not start")
+            threading.Thread(target=proc.stderr.read, daemon=True).start()
+            yield line.strip().rsplit(" ", 1)[-1]
+        finally:
+            proc.terminate()
+            proc.wait(60)
+
+
 def _kernels_ready(url: str, n: int, timeout: float = 300) -> None:
     import httpx
 
+    def ready() -> int:
+        body = httpx.get(url + "/health", timeout=30).json()
+        return int(body.get("sandbox", body).get("ready_kernels", 0))
+
     deadline = time.monotonic() + timeout
-    while httpx.get(url + "/health", timeout=30).json()["sandbox"].get("ready_kernels", 0) < n:
+    while ready() < n:
         if time.monotonic() > deadline:
             raise SystemExit(f"the sandbox did not get {n} kernels ready in {timeout:g} s")
         time.sleep(0.5)
+
+
+@contextlib.contextmanager
+def _server(args: argparse.Namespace, no_tools: bool = False) -> Iterator[str]:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, __file__, "--child", "--latency", str(args.latency), "--limit", str(args.limit),
+           "--kernels", str(args.kernels), *(["--no-tools"] if no_tools else []),
+           *(["--sandbox-url", args.sandbox_url] if args.sandbox_url else [])]
+    with tempfile.TemporaryDirectory() as tmp:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env, cwd=tmp)
+        try:
+            assert proc.stdout is not None
+            url = proc.stdout.readline().strip()
+            if not url.startswith("http"):
+                raise SystemExit("the server did not start")
+            yield url
+        finally:
+            proc.terminate()
+            proc.wait(60)
+
+
+def _with_cpu(url: str, run: Any) -> dict[str, Any]:
+    before = _cpu_seconds(url)
+    row: dict[str, Any] = run()
+    row["server_cpu_per_request_ms"] = round((_cpu_seconds(url) - before) / row["requests"] * 1000, 2)
+    return row
 
 
 def main() -> None:
@@ -119,38 +193,44 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=16, help="serve.max_concurrency (the rest queue)")
     ap.add_argument("--kernels", type=int, default=16, help="sandbox pool size and max sessions")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--no-tools", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--sandbox-server", action="store_true",
+                    help="kernels in a `deepeyes sandbox serve` process of their own (sandbox.url), not in-process")
+    ap.add_argument("--sandbox-url", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         return child(args)
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    cmd = [sys.executable, __file__, "--child", "--latency", str(args.latency), "--limit", str(args.limit),
-           "--kernels", str(args.kernels)]
-    with tempfile.TemporaryDirectory() as tmp:
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env, cwd=tmp)
-        try:
-            assert proc.stdout is not None
-            url = proc.stdout.readline().strip()
-            if not url.startswith("http"):
-                raise SystemExit("the server did not start")
-            asyncio.run(level(url + "/v1", 4, 8))  # warm-up: imports, first kernels
-            levels = []
-            for c in [int(c) for c in args.levels.split(",")]:
-                _kernels_ready(url, min(args.kernels, args.requests))
-                levels.append(asyncio.run(level(url + "/v1", c, args.requests)))
-            _kernels_ready(url, args.kernels)
-            top = asyncio.run(level(url + "/v1", args.top, args.top))
-        finally:
-            proc.terminate()
-            proc.wait(60)
+    steps = [int(c) for c in args.levels.split(",")]
+    with _server(args, no_tools=True) as url:  # the control: no sandbox, the server's own cost
+        asyncio.run(level(url + "/v1", 4, 8))
+        control = [_with_cpu(url, lambda c=c: asyncio.run(level(url + "/v1", c, args.requests))) for c in steps]
+        control.append(_with_cpu(url, lambda: asyncio.run(level(url + "/v1", args.top, args.top))))
+    with contextlib.ExitStack() as stack:
+        if args.sandbox_server:
+            args.sandbox_url = stack.enter_context(_sandbox_server(args))
+        url = stack.enter_context(_server(args))
+        kernels = args.sandbox_url or url  # whose /health counts the ready kernels
+        asyncio.run(level(url + "/v1", 4, 8))  # warm-up: imports, first kernels
+        levels = []
+        for c in steps:
+            _kernels_ready(kernels, min(args.kernels, args.requests))
+            levels.append(_with_cpu(url, lambda c=c: asyncio.run(level(url + "/v1", c, args.requests))))
+        _kernels_ready(kernels, args.kernels)
+        top = _with_cpu(url, lambda: asyncio.run(level(url + "/v1", args.top, args.top)))
+
+    def grows(rows: list[dict[str, Any]]) -> bool:
+        rows = [r for r in rows if r["concurrency"] <= args.limit]
+        return all(b["throughput_rps"] > a["throughput_rps"] for a, b in itertools.pairwise(rows))
+
     result = {"benchmark": "serve", "latency_per_model_call_s": args.latency, "server_max_concurrency": args.limit,
-              "sandbox_kernels": args.kernels, "cpus": os.cpu_count(), "load_average": os.getloadavg(),
-              "levels": levels, "all_at_once": top,
+              "sandbox_kernels": args.kernels,
+              "sandbox": "sandbox serve (sandbox.url)" if args.sandbox_server else "in-process pool", "cpus": os.cpu_count(), "load_average": os.getloadavg(),
+              "levels": levels, "all_at_once": top, "control_without_tools": control,
               "goals": {"server_overhead_p50_ms<=5": statistics.median(
                   [r["server_overhead_p50_ms"] for r in [*levels, top]]) <= 5,
-                        f"no_errors_at_{args.top}_concurrent": top["errors"] == 0,
-                        "throughput_grows_with_concurrency": all(
-                            b["throughput_rps"] > a["throughput_rps"] for a, b in itertools.pairwise(levels)
-                            if b["concurrency"] <= args.limit)}}
+                        f"no_errors_at_{args.top}_concurrent": top["errors"] == 0 and control[-1]["errors"] == 0,
+                        "throughput_grows_with_concurrency": grows(levels),
+                        "throughput_grows_with_concurrency_without_tools": grows(control)}}
     print(json.dumps(result, indent=2))
 
 

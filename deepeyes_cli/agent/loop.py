@@ -148,8 +148,11 @@ class _Run:
 
     async def _close_session(self) -> None:
         if self.session is not None:
+            t0 = time.perf_counter()
             try:
                 await asyncio.shield(self.session.close())
+                # sandbox time outside any tool call (an HTTP round trip with sandbox.url)
+                self.traj.metadata["sandbox_close_s"] = round(time.perf_counter() - t0, 6)
             except Exception as e:  # closing must not turn a finished trajectory into a failure
                 log.warning("closing sandbox session of %s failed: %s", self.traj.id, e)
                 self.traj.metadata.setdefault("warnings", []).append(f"sandbox close failed: {e}")

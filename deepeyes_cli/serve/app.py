@@ -140,11 +140,13 @@ def create_app(service: AgentService) -> FastAPI:
         def extra(traj: Trajectory) -> dict[str, Any]:
             spent = (time.perf_counter() - t0) - queue_s
             u = usage(traj)
-            overhead = max(0.0, spent - u["generation_seconds"] - u["tool_seconds"])
+            closing = float(traj.metadata.get("sandbox_close_s") or 0.0)
+            overhead = max(0.0, spent - u["generation_seconds"] - u["tool_seconds"] - closing)
             service.metrics.seconds.observe(time.perf_counter() - t0)
             service.metrics.overhead.observe(overhead)
             return {"trajectory_id": traj.id, "end_reason": traj.end_reason, "warnings": warnings,
-                    "timing": {"queue_s": round(queue_s, 6), "overhead_s": round(overhead, 6)},
+                    "timing": {"queue_s": round(queue_s, 6), "sandbox_close_s": closing,
+                               "overhead_s": round(overhead, 6)},
                     "trajectory": text.record(traj, req.return_images)}
 
         if req.stream:

@@ -14,7 +14,7 @@ _OVERHEAD = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1)
 
 class ServeMetrics:
     def __init__(self, in_flight: Callable[[], float], queued: Callable[[], float]) -> None:
-        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 
         self.registry = CollectorRegistry()
         r = self.registry
@@ -36,6 +36,7 @@ class ServeMetrics:
                                                                  "cancelled).", registry=r)
         Gauge("deepeyes_serve_in_flight", "Trajectories running.", registry=r).set_function(in_flight)
         Gauge("deepeyes_serve_queued", "Requests waiting for a slot.", registry=r).set_function(queued)
+        ProcessCollector(registry=r)  # process_cpu_seconds_total, memory, open fds
 
     def trajectory(self, traj: Trajectory) -> None:
         self.trajectories.labels(traj.end_reason or "cancelled").inc()
