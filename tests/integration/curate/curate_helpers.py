@@ -90,7 +90,7 @@ def arithmetic_teacher(wrong: bool = False, no_tools: bool = False):  # type: ig
             return f"<think>Easy.</think>\n<answer>{a * b}</answer>"
         if not any(m["role"] == "assistant" for m in msgs):
             return CODE.format(expr=f"{a} * {b}")
-        last = msgs[-1]["content"]
+        last = next(m["content"] for m in reversed(msgs) if m["role"] == "user")  # the tool result
         last = last if isinstance(last, str) else " ".join(p.get("text", "") for p in last if p.get("type") == "text")
         found = re.findall(r"stdout:\n```\n(-?\d+)", last)
         value = "7" if wrong else (found[-1] if found else "?")
