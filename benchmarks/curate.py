@@ -157,7 +157,7 @@ def ingest_rss(root: Path, n: int) -> dict[str, Any]:
                                    schema=schema))
     out = subprocess.run([sys.executable, "-c", _CHILD, str(path), str(root / "big"), str(REPO)], check=True,
                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
-    samples, refs, secs, maxrss_kb = out.stdout.split()
+    samples, _refs, secs, maxrss_kb = out.stdout.split()
     return {"ingest_rows": n, "ingest_samples": int(samples), "ingest_s": round(float(secs), 1),
             "ingest_rows_per_s": round(n / float(secs)), "ingest_rss_mb": round(int(maxrss_kb) / 1024, 1),
             "ingest_image_files": len(list((root / "big" / "images").iterdir()))}
