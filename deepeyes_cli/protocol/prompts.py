@@ -66,6 +66,11 @@ Think step by step and put the final answer inside <answer> </answer>. Use Pytho
 helps. Each turn takes one of these forms: <think> ... </think> <code> ... </code> to run \
 code, or <think> ... </think> <answer> ... </answer> to answer."""
 
+# No tools offered (`agent.tools=[]`, the tools-off arm of `curate tool-benefit`).
+_INSTRUCTION_PLAIN = """\
+Think step by step and put the final answer inside <answer> </answer>: \
+<think> ... </think> <answer> ... </answer>."""
+
 _INSTRUCTION_TOOLS = """\
 Think step by step and put the final answer inside <answer> </answer>. Use Python or search \
 when they help. Each turn takes one of these forms: <think> ... </think> <code> ... </code> \
@@ -116,6 +121,8 @@ def system_prompt(cfg: PromptSettings, tools: Sequence[ToolSpec], code_timeout_s
 def user_instruction(cfg: PromptSettings, tools: Sequence[ToolSpec]) -> str:
     if cfg.user_instruction is not None:
         return cfg.user_instruction
+    if not tools:
+        return _INSTRUCTION_PLAIN
     return _INSTRUCTION_TOOLS if any(t.name != CODE_TOOL for t in tools) else _INSTRUCTION_CODE
 
 
