@@ -9,6 +9,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from deepeyes_cli.agent.config import AgentConfig
+from deepeyes_cli.bench.config import BenchConfig
 from deepeyes_cli.launch.config import LaunchConfig
 from deepeyes_cli.models.config import ModelConfig
 from deepeyes_cli.policy.config import PolicyConfig
@@ -39,3 +40,4 @@ class Recipe(Section):
     reward: RewardConfig = Field(default_factory=RewardConfig)
     sft: SFTConfig = Field(default_factory=SFTConfig)
     rl: RLConfig = Field(default_factory=RLConfig)
+    bench: BenchConfig = Field(default_factory=BenchConfig)
