@@ -3,7 +3,7 @@ function __deepeyes_path
     set -l path deepeyes
     for w in (commandline -opc)[2..-1]
         switch "$path $w"
-            case 'deepeyes ask' 'deepeyes completions' 'deepeyes judge' 'deepeyes model' 'deepeyes recipes' 'deepeyes sandbox' 'deepeyes search' 'deepeyes view' 'deepeyes completions show' 'deepeyes completions write' 'deepeyes model build-tiny' 'deepeyes model check' 'deepeyes recipes cp' 'deepeyes recipes ls' 'deepeyes recipes show' 'deepeyes recipes validate' 'deepeyes sandbox build-image' 'deepeyes sandbox check' 'deepeyes sandbox run' 'deepeyes sandbox serve' 'deepeyes search cache' 'deepeyes search image' 'deepeyes search index' 'deepeyes search serve' 'deepeyes search text' 'deepeyes search cache export' 'deepeyes search cache import' 'deepeyes search cache prune' 'deepeyes search cache stats'
+            case 'deepeyes ask' 'deepeyes bench' 'deepeyes completions' 'deepeyes judge' 'deepeyes model' 'deepeyes recipes' 'deepeyes sandbox' 'deepeyes search' 'deepeyes view' 'deepeyes completions show' 'deepeyes completions write' 'deepeyes model build-tiny' 'deepeyes model check' 'deepeyes recipes cp' 'deepeyes recipes ls' 'deepeyes recipes show' 'deepeyes recipes validate' 'deepeyes sandbox build-image' 'deepeyes sandbox check' 'deepeyes sandbox run' 'deepeyes sandbox serve' 'deepeyes search cache' 'deepeyes search image' 'deepeyes search index' 'deepeyes search serve' 'deepeyes search text' 'deepeyes search cache export' 'deepeyes search cache import' 'deepeyes search cache prune' 'deepeyes search cache stats'
                 set path $path $w
         end
     end
@@ -11,6 +11,7 @@ function __deepeyes_path
 end
 complete -c deepeyes -f
 complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes"' -a 'ask' -d 'Ask a question about images: the model thinks, runs code, searches and answers.'
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes"' -a 'bench' -d 'Evaluate a checkpoint on benchmarks through the agent loop, scored as each benchmark'
 complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes"' -a 'completions' -d 'Print or write shell completion scripts (bash, zsh, fish).'
 complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes"' -a 'judge' -d 'Score trajectories: format rules, answer-matching rules, then the cached LLM judge.'
 complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes"' -a 'model' -d 'Build the tiny offline model; load and smoke-test any Qwen2.5-VL checkpoint.'
@@ -38,6 +39,25 @@ complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes ask"' -l max-turns -
 complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes ask"' -l save -r -F
 complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes ask"' -l run-dir -r -F
 complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes ask"' -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes bench"' -l circular
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes bench"' -l json
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes bench"' -l dry-run
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes bench"' -l help
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes bench"' -s h
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes bench"' -l recipe -r -a '32b 7b tiny (__fish_complete_suffix .yaml)'
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes bench"' -s r -r -a '32b 7b tiny (__fish_complete_suffix .yaml)'
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes bench"' -l model -r -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes bench"' -s m -r -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes bench"' -l url -r -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes bench"' -l backend -r -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes bench"' -l data -r -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes bench"' -l limit -r -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes bench"' -l search -r -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes bench"' -l tools -r -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes bench"' -l concurrency -r -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes bench"' -l max-turns -r -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes bench"' -l run-dir -r -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes bench"' -F
 complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes completions"' -a 'show' -d 'Print the completion script for SHELL.'
 complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes completions"' -a 'write' -d 'Write all three scripts into DIRECTORY (the repos completions/ by default).'
 complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes completions"' -l help
