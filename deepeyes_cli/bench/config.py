@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from deepeyes_cli.recipe.base import Section
 
@@ -30,3 +30,8 @@ class BenchConfig(Section):
     split: str | None = Field(None, description="Split of a save_to_disk DatasetDict.")
     bootstrap_samples: int = Field(2000, ge=100, description="Resamples for `bench compare` confidence intervals.")
     viewer: bool = Field(True, description="Write trajectories.html (the `deepeyes view` page the report links to).")
+
+    @field_validator("tools", "search", mode="before")
+    @classmethod
+    def _yaml_booleans(cls, v: object) -> object:
+        return {True: "on", False: "off"}.get(v, v) if isinstance(v, bool) else v  # YAML reads on/off as booleans

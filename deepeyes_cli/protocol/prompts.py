@@ -67,6 +67,15 @@ Think step by step and put the final answer inside <answer> </answer>. Use Pytho
 helps. Each turn takes one of these forms: <think> ... </think> <code> ... </code> to run \
 code, or <think> ... </think> <answer> ... </answer> to answer."""
 
+# No tools offered (a tools-off ablation): neither prompt mentions code or search.
+_INTRO_NO_TOOLS = """\
+You are an agent that answers questions about images. Look at the image carefully, reason \
+step by step, then give the final answer."""
+
+_INSTRUCTION_NO_TOOLS = """\
+Think step by step and put the final answer inside <answer> </answer>, in the form \
+<think> ... </think> <answer> ... </answer>."""
+
 _INSTRUCTION_TOOLS = """\
 Think step by step and put the final answer inside <answer> </answer>. Use Python or search \
 when they help. Each turn takes one of these forms: <think> ... </think> <code> ... </code> \
@@ -90,6 +99,8 @@ def _example_call(tools: Sequence[Tool]) -> str:
 
 def build_system_prompt(tools: Sequence[Tool], code_timeout_s: float) -> str:
     """The built-in system prompt for the offered tools."""
+    if not tools:
+        return _INTRO_NO_TOOLS
     parts = [_INTRO]
     if any(t.name == CODE_TOOL for t in tools):
         parts.append(_CODE.format(timeout=code_timeout_s))
@@ -117,6 +128,8 @@ def system_prompt(cfg: AgentConfig, tools: Sequence[Tool], code_timeout_s: float
 def user_instruction(cfg: AgentConfig, tools: Sequence[Tool]) -> str:
     if cfg.user_instruction is not None:
         return cfg.user_instruction
+    if not tools:
+        return _INSTRUCTION_NO_TOOLS
     return _INSTRUCTION_TOOLS if any(t.name != CODE_TOOL for t in tools) else _INSTRUCTION_CODE
 
 

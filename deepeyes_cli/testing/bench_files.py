@@ -138,7 +138,7 @@ def ocrbench_json(root: Path) -> Path:
          "question": "Write the expression in LaTeX.", "answers": "x ^ { 2 } + 1", "type": "Handwritten Mathematical "
                                                                                            "Expression Recognition"},
         {"dataset_name": "IC13", "id": 3, "image_path": "OCRBench_Images/d.png",
-         "question": "what is written in the image?", "answers": "Hello", "type": "Irregular Text Recognition"}])
+         "question": "what is written on the sign?", "answers": "Hello", "type": "Irregular Text Recognition"}])
 
 
 def mathvista_json(root: Path) -> Path:
