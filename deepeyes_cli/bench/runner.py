@@ -15,13 +15,15 @@ import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from deepeyes_cli.agent.config import DEFAULT_IMAGE_MAX_PIXELS
 from deepeyes_cli.agent.loop import AgentRuntime, run_trajectory
-from deepeyes_cli.agent.records import Task
-from deepeyes_cli.agent.trajectory import Sample, Trajectory, append_jsonl
+from deepeyes_cli.agent.records import ImageRefs, Task
+from deepeyes_cli.agent.trajectory import Sample, Trajectory, append_jsonl, externalize_images
 from deepeyes_cli.bench.items import BenchItem, decode_image
 from deepeyes_cli.bench.judging import BenchScorer
 from deepeyes_cli.bench.results import ItemResult, append_results, read_results, repair_tail
 from deepeyes_cli.errors import InputError
+from deepeyes_cli.protocol.images import normalize_image
 
 TRAJECTORIES = "trajectories.jsonl"
 SCORES = "scores.jsonl"
@@ -41,8 +43,22 @@ def _reference(item: BenchItem) -> str | None:
     return item.answer
 
 
-def load_task(item: BenchItem, benchmark: str, base_dir: Path | None = None) -> Task:
-    return Task(item_sample(item, benchmark), [decode_image(src, base_dir) for src in item.images])
+def load_task(item: BenchItem, benchmark: str, base_dir: Path | None = None,
+              max_pixels: int = DEFAULT_IMAGE_MAX_PIXELS) -> Task:
+    """The item as the loop's task, its images decoded and their record references made (here,
+    where the caller chose the thread, instead of one more thread hop inside the loop)."""
+    images = [normalize_image(decode_image(src, base_dir), max_pixels) for src in item.images]
+    sample = item_sample(item, benchmark)
+    refs = ImageRefs()
+    sample.images = [refs.ref(im) for im in images]
+    return Task(sample, images)
+
+
+_INLINE_BYTES = 256_000  # images up to this size are decoded and written on the event loop
+
+
+def _heavy(item: BenchItem) -> bool:
+    return any(not isinstance(src, bytes | str) or len(src) > _INLINE_BYTES for src in item.images)
 
 
 def _finished(path: Path) -> dict[str, tuple[int, str | None]]:
@@ -98,15 +114,17 @@ async def run_benchmark_items(items: Sequence[BenchItem], benchmark: str, runtim
 
     def write(traj: Trajectory, result: ItemResult) -> None:
         with lock:  # one writer at a time: lines never interleave
-            append_jsonl(traj_path, [traj])
+            externalize_images(traj, traj_path)  # in place: the record is not used after this
+            append_jsonl(traj_path, [traj], inline_images=True)
             append_results(score_path, [result])
 
     async def one(item: BenchItem) -> None:
         nonlocal done
         async with gate:
-            try:
-                task = await asyncio.to_thread(load_task, item, benchmark, base_dir) if item.images else \
-                    load_task(item, benchmark, base_dir)
+            try:  # small images decode here; big ones in a thread (a thread hop costs ~1 ms under load)
+                px = runtime.cfg.image_max_pixels
+                task = await asyncio.to_thread(load_task, item, benchmark, base_dir, px) if _heavy(item) else \
+                    load_task(item, benchmark, base_dir, px)
             except InputError as e:  # an image that cannot be read: this item fails, the run goes on
                 results[item.id] = ItemResult(id=item.id, base_id=item.base_id, category=item.category,
                                               answer=item.answer, prediction=None, score=None, decided_by="error",
@@ -120,7 +138,10 @@ async def run_benchmark_items(items: Sequence[BenchItem], benchmark: str, runtim
             task.images.clear()
         traj.metadata["bench"] = {"benchmark": benchmark, "item": item.id, "category": item.category}
         result = scorer.first_pass(item, traj)
-        await asyncio.to_thread(write, traj, result)
+        if sum(len(ref.b64 or "") for ref in traj.image_refs()) > _INLINE_BYTES:
+            await asyncio.to_thread(write, traj, result)
+        else:
+            write(traj, result)
         results[item.id] = result
         done += 1
         if on_progress is not None:
