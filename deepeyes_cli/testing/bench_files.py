@@ -94,7 +94,7 @@ def vstar_folder(root: Path) -> Path:
 
 
 def hrbench_parquet(root: Path) -> Path:
-    rows = []
+    rows: list[dict[str, Any]] = []
     for q, (cat, gold) in enumerate([("single", "A"), ("cross", "B")]):
         for cycle in ("c0", "c1"):
             rows.append({"index": len(rows), "question": f"Question {q}: what colour is the sign?", "A": "red",
@@ -169,7 +169,7 @@ def mathvista_tsv(root: Path) -> Path:
 
 
 def mathverse_json(root: Path) -> Path:
-    rows = []
+    rows: list[dict[str, Any]] = []
     versions = ["Text Dominant", "Text Lite", "Vision Intensive", "Vision Dominant", "Vision Only"]
     for i, v in enumerate(versions):
         _image_file(root / "images" / f"image_{i}.png", (20 * i, 20, 20))
