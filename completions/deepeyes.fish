@@ -3,7 +3,7 @@ function __deepeyes_path
     set -l path deepeyes
     for w in (commandline -opc)[2..-1]
         switch "$path $w"
-            case 'deepeyes ask' 'deepeyes bench' 'deepeyes completions' 'deepeyes judge' 'deepeyes model' 'deepeyes recipes' 'deepeyes sandbox' 'deepeyes search' 'deepeyes view' 'deepeyes completions show' 'deepeyes completions write' 'deepeyes model build-tiny' 'deepeyes model check' 'deepeyes recipes cp' 'deepeyes recipes ls' 'deepeyes recipes show' 'deepeyes recipes validate' 'deepeyes sandbox build-image' 'deepeyes sandbox check' 'deepeyes sandbox run' 'deepeyes sandbox serve' 'deepeyes search cache' 'deepeyes search image' 'deepeyes search index' 'deepeyes search serve' 'deepeyes search text' 'deepeyes search cache export' 'deepeyes search cache import' 'deepeyes search cache prune' 'deepeyes search cache stats'
+            case 'deepeyes ask' 'deepeyes bench' 'deepeyes completions' 'deepeyes curate' 'deepeyes judge' 'deepeyes model' 'deepeyes recipes' 'deepeyes sandbox' 'deepeyes search' 'deepeyes view' 'deepeyes completions show' 'deepeyes completions write' 'deepeyes curate difficulty' 'deepeyes curate export' 'deepeyes curate ingest' 'deepeyes curate report' 'deepeyes curate run' 'deepeyes curate split' 'deepeyes curate synthesize' 'deepeyes curate tool-benefit' 'deepeyes model build-tiny' 'deepeyes model check' 'deepeyes recipes cp' 'deepeyes recipes ls' 'deepeyes recipes show' 'deepeyes recipes validate' 'deepeyes sandbox build-image' 'deepeyes sandbox check' 'deepeyes sandbox run' 'deepeyes sandbox serve' 'deepeyes search cache' 'deepeyes search image' 'deepeyes search index' 'deepeyes search serve' 'deepeyes search text' 'deepeyes search cache export' 'deepeyes search cache import' 'deepeyes search cache prune' 'deepeyes search cache stats'
                 set path $path $w
         end
     end
@@ -13,6 +13,7 @@ complete -c deepeyes -f
 complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes"' -a 'ask' -d 'Ask a question about images: the model thinks, runs code, searches and answers.'
 complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes"' -a 'bench' -d 'Evaluate a checkpoint on benchmarks through the agent loop, scored as each benchmark'
 complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes"' -a 'completions' -d 'Print or write shell completion scripts (bash, zsh, fish).'
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes"' -a 'curate' -d 'Build SFT and RL data the way the paper did: difficulty filter, tool-benefit check, synthesis, split, exports. Every stage resumes after an interruption.'
 complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes"' -a 'judge' -d 'Score trajectories: format rules, answer-matching rules, then the cached LLM judge.'
 complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes"' -a 'model' -d 'Build the tiny offline model; load and smoke-test any Qwen2.5-VL checkpoint.'
 complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes"' -a 'recipes' -d 'List, show, copy and validate recipes.'
@@ -68,6 +69,83 @@ complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes completions show"' -
 complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes completions write"' -l help
 complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes completions write"' -s h
 complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes completions write"' -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes curate"' -a 'difficulty' -d 'Sample k answers per question from the base model (tools on) and keep the hard ones.'
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes curate"' -a 'export' -d 'Write trajectory JSONL, LLaMA-Factory sharegpt (+ dataset_info.json) and verl RL parquet.'
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes curate"' -a 'ingest' -d 'Read questions into one normalized Sample per line; bad rows are listed, never dropped silently.'
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes curate"' -a 'report' -d 'Write DATA/report.html: pass@k histogram, tool-benefit, mix, cost per model.'
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes curate"' -a 'run' -d 'The whole pipeline from the recipe: ingest → difficulty → tool-benefit → synthesize → split → export.'
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes curate"' -a 'split' -d 'Questions solved with tools to RL, harder ones with a kept trajectory to SFT, in the target mix.'
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes curate"' -a 'synthesize' -d 'Strong models write tool-using trajectories; those the judge marks correct are kept.'
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes curate"' -a 'tool-benefit' -d 'Run the questions with tools and without, and record each ones accuracy delta.'
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes curate"' -l help
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes curate"' -s h
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes curate difficulty"' -l force
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes curate difficulty"' -l dry-run
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes curate difficulty"' -l help
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes curate difficulty"' -s h
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes curate difficulty"' -l recipe -r -a '32b 7b tiny (__fish_complete_suffix .yaml)'
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes curate difficulty"' -s r -r -a '32b 7b tiny (__fish_complete_suffix .yaml)'
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes curate difficulty"' -l run-dir -r -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes curate difficulty"' -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes curate export"' -l force
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes curate export"' -l dry-run
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes curate export"' -l help
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes curate export"' -s h
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes curate export"' -l recipe -r -a '32b 7b tiny (__fish_complete_suffix .yaml)'
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes curate export"' -s r -r -a '32b 7b tiny (__fish_complete_suffix .yaml)'
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes curate export"' -l run-dir -r -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes curate export"' -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes curate ingest"' -l strict
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes curate ingest"' -l dry-run
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes curate ingest"' -l help
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes curate ingest"' -s h
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes curate ingest"' -l output -r -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes curate ingest"' -s o -r -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes curate ingest"' -l recipe -r -a '32b 7b tiny (__fish_complete_suffix .yaml)'
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes curate ingest"' -s r -r -a '32b 7b tiny (__fish_complete_suffix .yaml)'
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes curate ingest"' -l question -r -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes curate ingest"' -l answer -r -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes curate ingest"' -l image -r -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes curate ingest"' -l id -r -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes curate ingest"' -l data-source -r -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes curate ingest"' -l run-dir -r -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes curate ingest"' -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes curate report"' -l help
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes curate report"' -s h
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes curate report"' -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes curate run"' -l dry-run
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes curate run"' -l help
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes curate run"' -s h
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes curate run"' -l recipe -r -a '32b 7b tiny (__fish_complete_suffix .yaml)'
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes curate run"' -s r -r -a '32b 7b tiny (__fish_complete_suffix .yaml)'
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes curate run"' -l output -r -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes curate run"' -s o -r -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes curate run"' -l run-dir -r -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes curate run"' -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes curate split"' -l force
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes curate split"' -l dry-run
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes curate split"' -l help
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes curate split"' -s h
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes curate split"' -l recipe -r -a '32b 7b tiny (__fish_complete_suffix .yaml)'
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes curate split"' -s r -r -a '32b 7b tiny (__fish_complete_suffix .yaml)'
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes curate split"' -l run-dir -r -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes curate split"' -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes curate synthesize"' -l force
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes curate synthesize"' -l dry-run
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes curate synthesize"' -l help
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes curate synthesize"' -s h
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes curate synthesize"' -l recipe -r -a '32b 7b tiny (__fish_complete_suffix .yaml)'
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes curate synthesize"' -s r -r -a '32b 7b tiny (__fish_complete_suffix .yaml)'
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes curate synthesize"' -l run-dir -r -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes curate synthesize"' -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes curate tool-benefit"' -l force
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes curate tool-benefit"' -l dry-run
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes curate tool-benefit"' -l help
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes curate tool-benefit"' -s h
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes curate tool-benefit"' -l recipe -r -a '32b 7b tiny (__fish_complete_suffix .yaml)'
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes curate tool-benefit"' -s r -r -a '32b 7b tiny (__fish_complete_suffix .yaml)'
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes curate tool-benefit"' -l run-dir -r -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes curate tool-benefit"' -F
 complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes judge"' -l rescore
 complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes judge"' -l dry-run
 complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes judge"' -l help

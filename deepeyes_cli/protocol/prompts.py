@@ -67,13 +67,14 @@ Think step by step and put the final answer inside <answer> </answer>. Use Pytho
 helps. Each turn takes one of these forms: <think> ... </think> <code> ... </code> to run \
 code, or <think> ... </think> <answer> ... </answer> to answer."""
 
-# No tools offered (a tools-off ablation): neither prompt mentions code or search.
+# No tools offered: the system prompt says nothing of code or search either (bench's tools-off ablation).
 _INTRO_NO_TOOLS = """\
 You are an agent that answers questions about images. Look at the image carefully, reason \
 step by step, then give the final answer."""
 
-_INSTRUCTION_NO_TOOLS = """\
-Think step by step and put the final answer inside <answer> </answer>, in the form \
+# No tools offered (`agent.tools=[]`, the tools-off arm of `curate tool-benefit`).
+_INSTRUCTION_PLAIN = """\
+Think step by step and put the final answer inside <answer> </answer>: \
 <think> ... </think> <answer> ... </answer>."""
 
 _INSTRUCTION_TOOLS = """\
@@ -129,7 +130,7 @@ def user_instruction(cfg: AgentConfig, tools: Sequence[Tool]) -> str:
     if cfg.user_instruction is not None:
         return cfg.user_instruction
     if not tools:
-        return _INSTRUCTION_NO_TOOLS
+        return _INSTRUCTION_PLAIN
     return _INSTRUCTION_TOOLS if any(t.name != CODE_TOOL for t in tools) else _INSTRUCTION_CODE
 
 
