@@ -51,8 +51,11 @@ async def evaluate(benchmark: str | BenchSpec, runtime: AgentRuntime, *, out_dir
     if circular and spec.multiple_choice:
         items = [r for it in items for r in rotations(it)]
     scorer = BenchScorer.build(spec, reward or RewardConfig(), judge_cache)
+    # what the records depend on: resuming a folder with another model or settings is refused
+    tag = "|".join(str(x) for x in (runtime.policy.name, getattr(runtime.policy, "model_name", None),
+                                     sorted(runtime.tools), runtime.cfg.max_turns, runtime.cfg.temperature))
     results = await run_benchmark_items(items, spec.name, runtime, out, scorer, concurrency=concurrency,
-                                        on_progress=on_progress)
+                                        tag=tag, on_progress=on_progress)
     summary = summarize(spec, results, circular=circular and spec.multiple_choice)
     summary["data"] = data_info
     summary["run"] = {"backend": runtime.policy.name, "model": getattr(runtime.policy, "model_name", None),

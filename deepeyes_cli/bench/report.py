@@ -89,17 +89,18 @@ def write_report(out: Path, spec: BenchSpec, summary: dict[str, Any], results: S
     from jinja2 import Environment
 
     from deepeyes_cli.bench.plots import PLOTS, write_plots
+    from deepeyes_cli.bench.runner import shard_paths
 
     atomic_write(out / "summary.json", json.dumps(summary, indent=2, ensure_ascii=False, default=str) + "\n")
     atomic_write(out / "results.jsonl", "".join(r.model_dump_json() + "\n" for r in results))
     atomic_write(out / "report.md", markdown(spec, summary))
     write_plots(summary, out / "plots")
-    traj = out / "trajectories.jsonl"
-    has_viewer = viewer and traj.is_file()
+    shards = shard_paths(out)
+    has_viewer = viewer and bool(shards)
     if has_viewer:
         from deepeyes_cli.agent.viewer import write_html
 
-        write_html([traj], out / "trajectories.html")
+        write_html(shards, out / "trajectories.html")
     page = Environment(autoescape=True).from_string(_HTML).render(s=summary, results=results, plots=PLOTS,
                                                                    viewer=has_viewer, fmt=_fmt)
     atomic_write(out / "report.html", page)

@@ -1,10 +1,8 @@
-"""What a bench run keeps per item (``scores.jsonl``, append-only: the last line for an id wins)."""
+"""What a bench run keeps per item (``scores.jsonl``: one line per item)."""
 
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -35,27 +33,6 @@ class ItemResult(BaseModel):
     @property
     def correct(self) -> bool | None:
         return None if self.score is None else self.score >= 0.5
-
-
-def repair_tail(path: Path) -> None:
-    """Cut a torn last line (a writer killed mid-line) so appending starts on a fresh line."""
-    if not path.is_file() or path.stat().st_size == 0:
-        return
-    with open(path, "rb+") as f:
-        f.seek(-1, os.SEEK_END)
-        if f.read(1) == b"\n":
-            return
-        f.seek(0)
-        data = f.read()
-        cut = data.rfind(b"\n") + 1
-        f.truncate(cut)
-
-
-def append_results(path: Path, results: Iterable[ItemResult]) -> None:
-    with open(path, "a", encoding="utf-8") as f:
-        for r in results:
-            f.write(r.model_dump_json() + "\n")
-        f.flush()
 
 
 def read_results(path: Path) -> dict[str, ItemResult]:

@@ -126,7 +126,8 @@ def test_report_files_plots_html_links_and_tools_off_ablation(tmp_path: Path) ->
     md = (folder / "report.md").read_text()
     assert "| mini | **25** |" in md and "## Per category" in md  # the scripted model always says A
     html = (folder / "report.html").read_text()
-    traj_ids = [json.loads(x)["id"] for x in (folder / "trajectories.jsonl").open()]
+    traj_ids = [json.loads(x)["id"] for shard in (folder / "batch").glob("shard-*.jsonl") for x in shard.open()]
+    assert len(traj_ids) == len(items)
     viewer = (folder / "trajectories.html").read_text()
     for tid in traj_ids:
         assert f'href="trajectories.html#t-{tid}"' in html and f'id="t-{tid}"' in viewer

@@ -37,7 +37,8 @@ def test_tiny_model_runs_every_benchmark(tmp_path: Path, tiny_model_dir: Path) -
     for s in summaries:
         assert s["items"] == 1 and s["errors"] == 0 and s["run"]["backend"] == "transformers"
         assert s["headline"]["value"] is not None
-        traj = json.loads((tmp_path / "run" / s["folder"] / "trajectories.jsonl").read_text().splitlines()[0])
+        shard = next((tmp_path / "run" / s["folder"] / "batch").glob("shard-*.jsonl"))
+        traj = json.loads(shard.read_text().splitlines()[0])
         assert traj["turns"][0]["completion_tokens"] > 0 and traj["sample"]["data_source"] == s["benchmark"]
     index = (tmp_path / "run" / "report.md").read_text()
     assert all(f"| {n} |" in index for n in names)
