@@ -113,6 +113,11 @@ REGISTRY: dict[str, BenchSpec] = {s.name: s for s in [
               "https://huggingface.co/datasets/m-a-p/SimpleVQA", search=True, paper=59.4,
               paper_note="the paper's judge is unverified", headline_label="F1 (%)",
               aliases=("simple-vqa",)),
+    BenchSpec("heldout", "A held-out set in veRL parquet (e.g. curate's RL validation split)", "verl", "rewards",
+              "accuracy", ("*.parquet", "data"),
+              "veRL rows: prompt (messages), images [{bytes}], reward_model{ground_truth[, candidate_answers]}, "
+              "data_source (the report's categories)", "your own data (deepeyes curate writes it)",
+              paper_note="scored by rewards/: rules, then the judge", aliases=("verl", "val")),
     BenchSpec("mini", "Mini colour benchmark (built in, offline)", "mini", "mcq", "accuracy", (),
               "built in: generated offline (colour squares, 4 options); no download", "builtin", multiple_choice=True,
               aliases=("builtin:mini",)),

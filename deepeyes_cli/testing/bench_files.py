@@ -266,4 +266,5 @@ FIXTURES: dict[str, tuple[Callable[[Path], Path], int]] = {
     "mme-realworld": (mme_json, 1), "ocrbench": (ocrbench_json, 4), "mathvista": (mathvista_json, 3),
     "mathverse": (mathverse_json, 5), "mmsearch": (mmsearch_parquet, 3), "realx": (realx_parquet, 3),
     "fvqa": (fvqa_parquet, 3), "infoseek": (infoseek_jsonl, 3), "simplevqa": (simplevqa_parquet, 3),
+    "heldout": (fvqa_parquet, 3),
 }
