@@ -26,6 +26,7 @@ from deepeyes_cli.errors import InputError
 from deepeyes_cli.fileio import atomic_write
 
 BATCH = "batch"
+RETRY = "batch-retry-"
 INPUTS = "inputs"
 SCORES = "scores.jsonl"
 Progress = Callable[[int, int], None]
@@ -105,7 +106,7 @@ async def run_benchmark_items(items: Sequence[BenchItem], benchmark: str, runtim
                               scorer: BenchScorer, *, concurrency: int | None = None, tag: str = "",
                               on_progress: Progress | None = None) -> list[ItemResult]:
     """Every item's result, in item order (asked now, or found from an earlier run)."""
-    from deepeyes_cli.agent.batch import read_batch, run_batch
+    from deepeyes_cli.agent.batch import run_batch
 
     out_dir.mkdir(parents=True, exist_ok=True)
     samples, unreadable = [], {}
@@ -115,9 +116,19 @@ async def run_benchmark_items(items: Sequence[BenchItem], benchmark: str, runtim
         except InputError as e:  # an image that cannot be read fails its item, not the run
             unreadable[item.id] = _failed(item, e.message)
     progress: Any = (lambda done, total, _cost: on_progress(done, total)) if on_progress else None
-    await run_batch(runtime, samples, out_dir / BATCH, k=1, concurrency=concurrency, base_dir=out_dir, tag=tag,
+    # copies: the batch re-bases the image paths of the samples its records share
+    await run_batch(runtime, [s.model_copy(deep=True) for s in samples], out_dir / BATCH, k=1, concurrency=concurrency, base_dir=out_dir, tag=tag,
                     on_progress=progress)
-    trajs: dict[str, Trajectory] = {t.sample.id: t for t in read_batch(out_dir / BATCH)}
+    trajs = _latest(out_dir)
+    # Items the backend broke (end_reason "error") are asked again, in a batch of their own:
+    # one folder per set of such items, so a rerun resumes it like any batch.
+    failed = [s for s in samples if s.id in trajs and trajs[s.id].end_reason == "error"]
+    if failed:
+        n = len(_batches(out_dir)) - 1
+        key = f"{n:03d}-" + hashlib.sha256("\0".join(s.id for s in failed).encode()).hexdigest()[:12]
+        await run_batch(runtime, [s.model_copy(deep=True) for s in failed], out_dir / f"{RETRY}{key}", k=1, concurrency=concurrency, base_dir=out_dir,
+                        tag=tag, on_progress=progress)
+        trajs = _latest(out_dir)
     results: dict[str, ItemResult] = dict(unreadable)
     pending = []
     for item in items:
@@ -135,6 +146,24 @@ async def run_benchmark_items(items: Sequence[BenchItem], benchmark: str, runtim
     return ordered
 
 
+def _batches(out_dir: Path) -> list[Path]:
+    """The first batch, then the retries in the order they were made."""
+    return [out_dir / BATCH, *sorted(out_dir.glob(f"{RETRY}*"))]
+
+
+def _latest(out_dir: Path) -> dict[str, Trajectory]:
+    """Each item's record; a later batch's replaces one that ended in a backend error."""
+    from deepeyes_cli.agent.batch import read_batch
+
+    out: dict[str, Trajectory] = {}
+    for folder in _batches(out_dir):
+        if folder.is_dir():
+            for t in read_batch(folder):
+                if t.sample.id not in out or out[t.sample.id].end_reason == "error":
+                    out[t.sample.id] = t
+    return out
+
+
 def shard_paths(out_dir: Path) -> list[Path]:
     """The trajectory files of a run folder (what the viewer page is made from)."""
-    return sorted((out_dir / BATCH).glob("shard-*.jsonl"))
+    return [p for folder in _batches(out_dir) for p in sorted(folder.glob("shard-*.jsonl"))]

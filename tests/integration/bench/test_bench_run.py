@@ -166,3 +166,28 @@ def test_circular_run_asks_every_rotation(tmp_path: Path) -> None:
     assert len(lines) == 4 + 2 + 4  # every rotation asked
     # right on the cup (red) and glove (rubber), wrong on "right" (it picks left): 2 of 3 in every rotation
     assert s["circular"]["accuracy"] == pytest.approx(66.67) and s["headline"]["value"] == pytest.approx(66.67)
+
+
+def test_items_the_backend_broke_are_asked_again_and_only_they(tmp_path: Path) -> None:
+    items = load_benchmark(get_spec("mini")).items
+    asked: list[str] = []
+
+    def flaky(broken: set[str]) -> ScriptedPolicy:
+        def turn(conv: Conversation) -> str:
+            text = "".join(p for p in conv.messages[-1].content if isinstance(p, str))
+            item = next(it for it in items if it.question.strip() in text)
+            asked.append(item.id)
+            if item.id in broken:
+                raise ConnectionError("server went away")
+            return f"<answer>{item.answer}</answer>"
+        return ScriptedPolicy(turn)
+
+    first = run(recipe(), "mini", Path("unused"), flaky({"1", "5"}), tmp_path / "run")
+    assert first["errors"] == 2 and first["headline"]["value"] == 75.0
+    assert sorted(asked) == sorted([it.id for it in items] + ["1", "5"])  # asked again once, still broken
+    asked.clear()
+    second = run(recipe(), "mini", Path("unused"), flaky(set()), tmp_path / "run")
+    assert sorted(asked) == ["1", "5"] and second["errors"] == 0 and second["headline"]["value"] == 100.0
+    asked.clear()
+    run(recipe(), "mini", Path("unused"), flaky(set()), tmp_path / "run")
+    assert asked == []  # nothing left to ask
