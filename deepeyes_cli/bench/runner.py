@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from deepeyes_cli.agent.loop import AgentRuntime
+from deepeyes_cli.agent.records import Task
 from deepeyes_cli.agent.trajectory import ImageRef, Sample, Trajectory
 from deepeyes_cli.bench.items import BenchItem, ImageSource
 from deepeyes_cli.bench.judging import BenchScorer
@@ -97,6 +98,18 @@ def materialize(item: BenchItem, folder: Path) -> list[ImageRef]:
     return refs
 
 
+_DECODE_AHEAD_PIXELS = 20_000_000  # a benchmark this small (all images together) is decoded before it runs
+
+
+def _inputs(samples: Sequence[Sample], folder: Path) -> list[Sample] | list[Task]:
+    """What the batch runs: copies of the samples (the batch re-bases the image paths of the
+    samples its records share), or, for a small benchmark, ready tasks (no thread hop per item)."""
+    copies = [s.model_copy(deep=True) for s in samples]
+    if sum(r.width * r.height for s in samples for r in s.images) > _DECODE_AHEAD_PIXELS:
+        return copies
+    return [Task.from_sample(s, folder) for s in copies]
+
+
 def _failed(item: BenchItem, why: str) -> ItemResult:
     return ItemResult(id=item.id, base_id=item.base_id, category=item.category, answer=item.answer,
                       prediction=None, score=None, decided_by="error", error=why)
@@ -116,8 +129,7 @@ async def run_benchmark_items(items: Sequence[BenchItem], benchmark: str, runtim
         except InputError as e:  # an image that cannot be read fails its item, not the run
             unreadable[item.id] = _failed(item, e.message)
     progress: Any = (lambda done, total, _cost: on_progress(done, total)) if on_progress else None
-    # copies: the batch re-bases the image paths of the samples its records share
-    await run_batch(runtime, [s.model_copy(deep=True) for s in samples], out_dir / BATCH, k=1, concurrency=concurrency, base_dir=out_dir, tag=tag,
+    await run_batch(runtime, _inputs(samples, out_dir), out_dir / BATCH, k=1, concurrency=concurrency, base_dir=out_dir, tag=tag,
                     on_progress=progress)
     trajs = _latest(out_dir)
     # Items the backend broke (end_reason "error") are asked again, in a batch of their own:
@@ -126,7 +138,7 @@ async def run_benchmark_items(items: Sequence[BenchItem], benchmark: str, runtim
     if failed:
         n = len(_batches(out_dir)) - 1
         key = f"{n:03d}-" + hashlib.sha256("\0".join(s.id for s in failed).encode()).hexdigest()[:12]
-        await run_batch(runtime, [s.model_copy(deep=True) for s in failed], out_dir / f"{RETRY}{key}", k=1, concurrency=concurrency, base_dir=out_dir,
+        await run_batch(runtime, _inputs(failed, out_dir), out_dir / f"{RETRY}{key}", k=1, concurrency=concurrency, base_dir=out_dir,
                         tag=tag, on_progress=progress)
         trajs = _latest(out_dir)
     results: dict[str, ItemResult] = dict(unreadable)
