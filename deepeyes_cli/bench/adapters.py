@@ -9,13 +9,13 @@ from __future__ import annotations
 import ast
 import json
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from deepeyes_cli.bench.items import BenchItem
+from deepeyes_cli.bench.mcq import LETTERS, mcq_prompt, mme_prompt, rotation_for
 
-LETTERS = "ABCDEFGHIJ"
 Row = dict[str, Any]
 Adapter = Callable[[Row, Path], BenchItem]
 _INLINE_OPTION = re.compile(r"\(([A-J])\)\s*(.+?)(?=\s*\([A-J]\)|\s*$)", re.S)
@@ -87,14 +87,6 @@ def _looks_like_path(s: str) -> bool:
     return bool(_IMAGE_SUFFIX.search(s)) or (len(s) < 512 and not (_BASE64.match(s) and len(s.strip()) % 4 == 0))
 
 
-def mcq_prompt(question: str, options: Sequence[str], hint: str | None = None) -> str:
-    """VLMEvalKit's multiple-choice prompt (ImageMCQDataset.build_prompt)."""
-    text = f"Hint: {hint}\n" if hint else ""
-    text += f"Question: {question}\nOptions:\n"
-    text += "".join(f"{LETTERS[i]}. {o}\n" for i, o in enumerate(options))
-    return text + "Please select the correct answer from the options above. \n"
-
-
 def _letter(v: Any, n: int) -> str:
     s = str(v).strip().strip("()").upper()[:1]
     if s not in LETTERS[:n]:
@@ -137,7 +129,7 @@ def vstar(row: Row, base: Path) -> BenchItem:
         return mcq_tsv(row, base)
     if "options" in row:  # an annotation JSON of the original folders (the correct option listed first)
         options = list(row["options"])
-        order = _rotation_for(str(row["_key"]), len(options))
+        order = rotation_for(str(row["_key"]), len(options))
         shuffled = [options[i] for i in order]
         return _mcq_item(str(row["_key"]), str(_need(row, "question")), shuffled, LETTERS[order.index(0)],
                          [Path(row["_image"])] if row.get("_image") else [], str(row.get("category", "all")))
@@ -148,14 +140,6 @@ def vstar(row: Row, base: Path) -> BenchItem:
     options = [m.group(2).strip() for m in _INLINE_OPTION.finditer(text[first:])]
     return _mcq_item(str(_get(row, "question_id", "_key", default=row.get("_n"))), text[:first].strip(), options,
                      _need(row, "label", "answer"), _images(row, base, "image"), str(row.get("category", "all")))
-
-
-def _rotation_for(key: str, n: int) -> list[int]:
-    """A fixed shuffle per item, so the correct option is not always A (DeepEyes v1's V* bug)."""
-    import hashlib
-
-    k = int(hashlib.sha256(key.encode()).hexdigest(), 16) % n
-    return [(i + k) % n for i in range(n)]
 
 
 def hrbench(row: Row, base: Path) -> BenchItem:
@@ -187,30 +171,6 @@ def mme(row: Row, base: Path) -> BenchItem:
         l2 = l2.split("/")[0] + "/attribute"  # as the official aggregation merges them
     return BenchItem(qid, prompt, _letter(answer, len(options)), images, options, category,
                      meta={"l2": l2, "raw_question": question, "style": "mme"})
-
-
-def mme_prompt(question: str, options: Sequence[str]) -> str:
-    """MME-RealWorld's prompt (its README, VLMEvalKit's ``SYS``)."""
-    return (f"{question} The choices are listed below:\n" + "".join(f"({LETTERS[i]}) {o}\n" for i, o in
-                                                                    enumerate(options))
-            + "Select the best answer to the above multiple-choice question based on the image. Respond with only "
-              "the letter (A, B, C, D, or E) of the correct option. \nThe best answer is:")
-
-
-def rotations(item: BenchItem) -> list[BenchItem]:
-    """Circular evaluation: the item once per rotation of its options (rotation 0 = as given),
-    each with its prompt rebuilt and its answer letter moved. Not multiple choice: itself."""
-    if not item.choices or item.answer is None or item.answer not in LETTERS or "raw_question" not in item.meta:
-        return [item]
-    n, gold = len(item.choices), LETTERS.index(item.answer)
-    out = []
-    for k in range(n):
-        opts = item.choices[k:] + item.choices[:k]
-        question = (mme_prompt(item.meta["raw_question"], opts) if item.meta.get("style") == "mme"
-                    else mcq_prompt(item.meta["raw_question"], opts, item.meta.get("hint")))
-        out.append(BenchItem(f"{item.id}@c{k}" if k else item.id, question, LETTERS[(gold - k) % n], item.images,
-                             opts, item.category, item.answers, {**item.meta, "rotation": k, "rotations": n}))
-    return out
 
 
 def ocrbench(row: Row, base: Path) -> BenchItem:

@@ -18,10 +18,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from deepeyes_cli.bench.adapters import rotations
 from deepeyes_cli.bench.items import BenchItem
 from deepeyes_cli.bench.judging import BenchScorer
 from deepeyes_cli.bench.load import load_benchmark
+from deepeyes_cli.bench.mcq import rotations
 from deepeyes_cli.bench.registry import BenchSpec, get_spec
 from deepeyes_cli.bench.runner import Progress, run_benchmark_items
 from deepeyes_cli.bench.summary import summarize

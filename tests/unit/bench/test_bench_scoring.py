@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from deepeyes_cli.bench.adapters import rotations
 from deepeyes_cli.bench.items import BenchItem
+from deepeyes_cli.bench.mcq import rotations
 from deepeyes_cli.bench.registry import get_spec
 from deepeyes_cli.bench.results import ItemResult
 from deepeyes_cli.bench.scoring import (
