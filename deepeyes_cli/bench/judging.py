@@ -57,6 +57,7 @@ class BenchScorer:
     def _result(self, item: BenchItem, traj: Trajectory, **kw: Any) -> ItemResult:
         return ItemResult(id=item.id, base_id=item.base_id, category=item.category, answer=item.answer,
                           end_reason=traj.end_reason, turns=len(traj.turns), tool_calls=tool_calls(traj),
+                          answered=traj.final_answer is not None,
                           trajectory_id=traj.id, meta={k: item.meta[k] for k in _META_KEYS if k in item.meta}, **kw)
 
     def first_pass(self, item: BenchItem, traj: Trajectory) -> ItemResult:

@@ -61,8 +61,12 @@ def write_plots(summary: dict[str, Any], out_dir: Path) -> list[Path]:
 
     ends = summary["end_reasons"]
     decided = summary["decided_by"]
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.4))
+    problems = {"malformed rows": float(summary.get("data", {}).get("malformed", 0)),
+                "backend errors": float(summary["errors"]), "unjudged": float(summary["unjudged"]),
+                "no answer": float(summary.get("no_answer", 0))}
+    fig, (a1, a2, a3) = plt.subplots(1, 3, figsize=(13, 3.4))
     _bar(a1, list(ends), [float(v) for v in ends.values()], "how trajectories ended", "items")
     _bar(a2, list(decided), [float(v) for v in decided.values()], "who decided the score", "items")
+    _bar(a3, list(problems), list(problems.values()), "problems", "items")
     save(fig, PLOTS[3])
     return written

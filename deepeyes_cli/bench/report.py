@@ -76,7 +76,8 @@ def markdown(spec: BenchSpec, s: dict[str, Any]) -> str:
                   + " |", "|---" * (1 + len(next(iter(table.values()), {}))) + "|"]
         lines += [f"| {k} | " + " | ".join(_fmt(x) for x in v.values()) + " |" for k, v in table.items()]
     lines += ["", "## Errors and decisions", "",
-              "Ended: " + ", ".join(f"{k} {v}" for k, v in s["end_reasons"].items()) + ".",
+              "Ended: " + ", ".join(f"{k} {v}" for k, v in s["end_reasons"].items()) + f"; without an <answer>: "
+              f"{s.get('no_answer', 0)} (their last response was scored, as the original did).",
               "Decided by: " + ", ".join(f"{k} {v}" for k, v in s["decided_by"].items()) + ".",
               "Turns: " + ", ".join(f"{k}: {v}" for k, v in s["turns"].items()) + ".", "",
               "![accuracy](plots/accuracy_by_category.png) ![tools](plots/tool_use_by_category.png)",

@@ -23,6 +23,7 @@ class ItemResult(BaseModel):
     decided_by: DecidedBy
     rule: str | None = None
     attempted: bool = True
+    answered: bool = True  # the model gave an <answer> (else the last response was scored, as the original did)
     end_reason: str | None = None
     turns: int = 0
     tool_calls: dict[str, int] = Field(default_factory=dict)

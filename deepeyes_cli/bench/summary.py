@@ -122,6 +122,7 @@ def summarize(spec: BenchSpec, results: Sequence[ItemResult], *, circular: bool 
         "benchmark": spec.name, "title": spec.title, "items": len(vanilla), "scored": len(scored),
         "unjudged": sum(1 for r in vanilla if r.decided_by == "unjudged"),
         "errors": sum(1 for r in vanilla if r.decided_by == "error"),
+        "no_answer": sum(1 for r in vanilla if not r.answered and r.decided_by != "error"),
         "headline": {"value": value, "label": spec.headline_label, "definition": DEFINITIONS[spec.headline],
                      "scored_only": headline(spec, scored), "paper_deepeyesv2_7b": spec.paper,
                      "paper_note": spec.paper_note},
