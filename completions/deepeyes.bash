@@ -51,7 +51,7 @@ _deepeyes() {
     "deepeyes view") cmds=""; opts="--help -h --out -o"; recipe_opts="" ;;
   esac
   if [[ -n "$recipe_opts" && " $recipe_opts " == *" $prev "* ]]; then
-    COMPREPLY=( $(compgen -W "32b 7b tiny" -- "$cur") $(compgen -f -X '!*.y*ml' -- "$cur") )
+    COMPREPLY=( $(compgen -W "32b 7b paper-eval tiny" -- "$cur") $(compgen -f -X '!*.y*ml' -- "$cur") )
     return
   fi
   if [[ "$cur" == -* ]]; then
