@@ -186,8 +186,10 @@ class _Writer:
             self.f = None
 
 
-def _store_images(traj: Trajectory, out_dir: Path, base_dir: Path | None) -> None:
-    """Inline images to ``out_dir/images``; relative paths of the input images re-based on ``out_dir``."""
+def _store_images(traj: Trajectory, out_dir: Path, base_dir: Path | None) -> Trajectory:
+    """A copy with inline images moved to ``out_dir/images`` and relative paths of the input images
+    re-based on ``out_dir`` (a copy: attempts of a sample share their Sample and image refs)."""
+    traj = traj.model_copy(deep=True)
     for ref in traj.image_refs():
         if ref.b64 is not None:
             target = out_dir / IMAGES / f"{ref.sha256}.png"
@@ -198,6 +200,7 @@ def _store_images(traj: Trajectory, out_dir: Path, base_dir: Path | None) -> Non
         elif ref.path and base_dir is not None and not os.path.isabs(ref.path) \
                 and not ref.path.startswith(f"{IMAGES}/"):
             ref.path = os.path.relpath(base_dir / ref.path, out_dir)
+    return traj
 
 
 def _check_manifest(out_dir: Path, digest: str, plan: dict[str, Any]) -> None:
@@ -327,8 +330,7 @@ async def _run_pending(runtime: AgentRuntime, samples: Sequence[Sample | Task], 
         traj.metadata["batch"] = {"index": i, "attempt": a, "key": pair_key(i, ids[i], a)}
         if scorer is not None:
             traj.reward = (await scorer.score_many([traj]))[0].model_dump(mode="json")
-        await asyncio.to_thread(_store_images, traj, writer.out_dir, base)
-        writer.write(traj)
+        writer.write(await asyncio.to_thread(_store_images, traj, writer.out_dir, base))
         remaining[i] -= 1
         if remaining[i] == 0:
             loaded.pop(i, None)  # its images are no longer needed

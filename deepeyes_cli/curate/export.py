@@ -112,7 +112,9 @@ def verl_row(sample: Sample, base_dir: Path, system: str | None, instruction: st
 
 def write_verl(rows: list[dict[str, Any]], path: Path) -> None:
     from datasets import Dataset
+    from datasets.utils.logging import disable_progress_bar
 
+    disable_progress_bar()  # the CLI shows its own progress
     ds = Dataset.from_list(rows, features=verl_features()) if rows else Dataset.from_dict(
         {k: [] for k in verl_features()}, features=verl_features())
     path.parent.mkdir(parents=True, exist_ok=True)

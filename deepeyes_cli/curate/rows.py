@@ -81,7 +81,9 @@ def from_row(row: dict[str, Any], cols: ColumnMap) -> RowFields:
     if isinstance(extra.get("sample"), str):  # our verl export: the sample rides along whole
         return _with_images(RowFields(sample=json.loads(extra["sample"])), row.get("images"))
     if isinstance(row.get("sample"), str) and "messages" in row:  # our sharegpt export
-        return _with_images(RowFields(sample=json.loads(row["sample"])), row.get("images"))
+        users = [m for m in row["messages"] if isinstance(m, dict) and m.get("role") == "user"]
+        n = str(users[0].get("content", "")).count(_IMAGE_TAG) if users else 0  # later ones are tool results
+        return _with_images(RowFields(sample=json.loads(row["sample"])), _as_list(row.get("images"))[:n])
     if "prompt" in row and isinstance(row.get("reward_model"), dict) and cols.question is None:
         return _verl_row(row, extra, cols)
     if isinstance(row.get("messages"), list) and cols.question is None:

@@ -27,16 +27,25 @@ from deepeyes_cli.policy.base import Policy
 
 
 @asynccontextmanager
-async def stage_runtime(recipe: Any, policy: Policy, tools: Sequence[str] | None, digest: str | None = None,
-                        **agent: Any) -> AsyncIterator[AgentRuntime]:
-    """The loop's runtime with the stage's tools and agent settings (temperature, turns …)."""
-    from deepeyes_cli.agent.ask import build_runtime
+async def stage_tools(recipe: Any, tools: Sequence[str] | None, **agent: Any) -> AsyncIterator[tuple[Any, Any]]:
+    """The recipe with the stage's tools and agent settings (temperature, turns …), and its
+    toolbox: one sandbox executor for the whole stage, shared by every policy it runs."""
     from deepeyes_cli.tools.registry import open_toolbox
 
     names = list(recipe.agent.tools if tools is None else tools)
     cfg = recipe.agent.model_copy(update={"tools": names, **{k: v for k, v in agent.items() if v is not None}})
     staged = recipe.model_copy(update={"agent": cfg})
     async with open_toolbox(staged, names) as toolbox:
+        yield staged, toolbox
+
+
+@asynccontextmanager
+async def stage_runtime(recipe: Any, policy: Policy, tools: Sequence[str] | None, digest: str | None = None,
+                        **agent: Any) -> AsyncIterator[AgentRuntime]:
+    """The loop's runtime for one policy with the stage's tools and agent settings."""
+    from deepeyes_cli.agent.ask import build_runtime
+
+    async with stage_tools(recipe, tools, **agent) as (staged, toolbox):
         yield build_runtime(staged, policy, toolbox, digest)
 
 

@@ -21,10 +21,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from deepeyes_cli.agent.ask import build_runtime
 from deepeyes_cli.agent.batch import read_batch, run_batch, trajectory_tokens
 from deepeyes_cli.agent.trajectory import Sample, Trajectory
 from deepeyes_cli.curate.config import Budget, TeacherModel
-from deepeyes_cli.curate.sampling import hard_samples, scorer_for, stage_runtime
+from deepeyes_cli.curate.sampling import hard_samples, scorer_for, stage_tools
 from deepeyes_cli.curate.store import DataDir, digest_of
 from deepeyes_cli.errors import InputError
 from deepeyes_cli.policy.base import Policy
@@ -159,7 +160,7 @@ async def synthesize(recipe: Any, data: DataDir, on_progress: SynthProgress | No
     done_count = {label: 0 for label in labels}
     scorer = scorer_for(recipe)
 
-    async def one_teacher(t: TeacherModel, group: list[Sample]) -> Any:
+    async def one_teacher(t: TeacherModel, group: list[Sample], staged: Any, toolbox: Any) -> Any:
         label = t.label
         if not group:
             return None
@@ -172,16 +173,18 @@ async def synthesize(recipe: Any, data: DataDir, on_progress: SynthProgress | No
                             {k: v["cost_usd"] for k, v in spend.per_model.items()})
 
         try:
-            async with stage_runtime(recipe, policy, cfg.tools, digest, temperature=cfg.temperature,
-                                     max_turns=cfg.max_turns, max_tokens_per_turn=cfg.max_tokens_per_turn) as rt:
-                return await run_batch(rt, group, stage / f"{_slug(label)}-{digest}", k=cfg.attempts,
-                                       concurrency=t.concurrency, scorer=scorer, seed=recipe.run.seed,
-                                       base_dir=data.path, tag=f"{digest}-{label}", on_progress=progress,
-                                       cost_of=lambda traj: spend.add(label, t, traj), should_stop=spend.exceeded)
+            rt = build_runtime(staged, policy, toolbox, digest)
+            return await run_batch(rt, group, stage / f"{_slug(label)}-{digest}", k=cfg.attempts,
+                                   concurrency=t.concurrency, scorer=scorer, seed=recipe.run.seed,
+                                   base_dir=data.path, tag=f"{digest}-{label}", on_progress=progress,
+                                   cost_of=lambda traj: spend.add(label, t, traj), should_stop=spend.exceeded)
         finally:
             await policy.aclose()
 
-    summaries = await asyncio.gather(*(one_teacher(t, g) for t, g in zip(cfg.models, groups, strict=True)))
+    async with stage_tools(recipe, cfg.tools, temperature=cfg.temperature, max_turns=cfg.max_turns,
+                           max_tokens_per_turn=cfg.max_tokens_per_turn) as (staged, toolbox):
+        summaries = await asyncio.gather(*(one_teacher(t, g, staged, toolbox)
+                                           for t, g in zip(cfg.models, groups, strict=True)))
     kept, dropped, per_model = _collect(stage, digest, cfg, labels)
     data.write_jsonl(stage / "kept.jsonl", [t.model_dump(mode="json") for t in kept])
     stopped = next((s.stopped for s in summaries if s is not None and s.stopped), None)
