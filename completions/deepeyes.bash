@@ -4,13 +4,14 @@ _deepeyes() {
   local path="deepeyes" i
   for ((i = 1; i < COMP_CWORD; i++)); do
     case "$path ${COMP_WORDS[i]}" in
-      "deepeyes ask"|"deepeyes completions"|"deepeyes curate"|"deepeyes judge"|"deepeyes model"|"deepeyes recipes"|"deepeyes sandbox"|"deepeyes search"|"deepeyes view"|"deepeyes completions show"|"deepeyes completions write"|"deepeyes curate difficulty"|"deepeyes curate export"|"deepeyes curate ingest"|"deepeyes curate report"|"deepeyes curate run"|"deepeyes curate split"|"deepeyes curate synthesize"|"deepeyes curate tool-benefit"|"deepeyes model build-tiny"|"deepeyes model check"|"deepeyes recipes cp"|"deepeyes recipes ls"|"deepeyes recipes show"|"deepeyes recipes validate"|"deepeyes sandbox build-image"|"deepeyes sandbox check"|"deepeyes sandbox run"|"deepeyes sandbox serve"|"deepeyes search cache"|"deepeyes search image"|"deepeyes search index"|"deepeyes search serve"|"deepeyes search text"|"deepeyes search cache export"|"deepeyes search cache import"|"deepeyes search cache prune"|"deepeyes search cache stats") path="$path ${COMP_WORDS[i]}" ;;
+      "deepeyes ask"|"deepeyes bench"|"deepeyes completions"|"deepeyes curate"|"deepeyes judge"|"deepeyes model"|"deepeyes recipes"|"deepeyes sandbox"|"deepeyes search"|"deepeyes view"|"deepeyes completions show"|"deepeyes completions write"|"deepeyes curate difficulty"|"deepeyes curate export"|"deepeyes curate ingest"|"deepeyes curate report"|"deepeyes curate run"|"deepeyes curate split"|"deepeyes curate synthesize"|"deepeyes curate tool-benefit"|"deepeyes model build-tiny"|"deepeyes model check"|"deepeyes recipes cp"|"deepeyes recipes ls"|"deepeyes recipes show"|"deepeyes recipes validate"|"deepeyes sandbox build-image"|"deepeyes sandbox check"|"deepeyes sandbox run"|"deepeyes sandbox serve"|"deepeyes search cache"|"deepeyes search image"|"deepeyes search index"|"deepeyes search serve"|"deepeyes search text"|"deepeyes search cache export"|"deepeyes search cache import"|"deepeyes search cache prune"|"deepeyes search cache stats") path="$path ${COMP_WORDS[i]}" ;;
     esac
   done
   local cmds="" opts="" recipe_opts=""
   case "$path" in
-    "deepeyes") cmds="ask completions curate judge model recipes sandbox search view"; opts="--version -V --debug --help -h"; recipe_opts="" ;;
+    "deepeyes") cmds="ask bench completions curate judge model recipes sandbox search view"; opts="--version -V --debug --help -h"; recipe_opts="" ;;
     "deepeyes ask") cmds=""; opts="--json --dry-run --help -h --recipe -r --model -m --backend --url --answer --max-turns --save --run-dir"; recipe_opts="--recipe -r" ;;
+    "deepeyes bench") cmds=""; opts="--circular --json --dry-run --help -h --recipe -r --model -m --url --backend --data --limit --search --tools --concurrency --max-turns --run-dir"; recipe_opts="--recipe -r" ;;
     "deepeyes completions") cmds="show write"; opts="--help -h"; recipe_opts="" ;;
     "deepeyes completions show") cmds=""; opts="--help -h"; recipe_opts="" ;;
     "deepeyes completions write") cmds=""; opts="--help -h"; recipe_opts="" ;;
@@ -50,7 +51,7 @@ _deepeyes() {
     "deepeyes view") cmds=""; opts="--help -h --out -o"; recipe_opts="" ;;
   esac
   if [[ -n "$recipe_opts" && " $recipe_opts " == *" $prev "* ]]; then
-    COMPREPLY=( $(compgen -W "32b 7b tiny" -- "$cur") $(compgen -f -X '!*.y*ml' -- "$cur") )
+    COMPREPLY=( $(compgen -W "32b 7b paper-eval tiny" -- "$cur") $(compgen -f -X '!*.y*ml' -- "$cur") )
     return
   fi
   if [[ "$cur" == -* ]]; then

@@ -66,6 +66,11 @@ Think step by step and put the final answer inside <answer> </answer>. Use Pytho
 helps. Each turn takes one of these forms: <think> ... </think> <code> ... </code> to run \
 code, or <think> ... </think> <answer> ... </answer> to answer."""
 
+# No tools offered: the system prompt says nothing of code or search either (bench's tools-off ablation).
+_INTRO_NO_TOOLS = """\
+You are an agent that answers questions about images. Look at the image carefully, reason \
+step by step, then give the final answer."""
+
 # No tools offered (`agent.tools=[]`, the tools-off arm of `curate tool-benefit`).
 _INSTRUCTION_PLAIN = """\
 Think step by step and put the final answer inside <answer> </answer>: \
@@ -94,6 +99,8 @@ def _example_call(tools: Sequence[ToolSpec]) -> str:
 
 def build_system_prompt(tools: Sequence[ToolSpec], code_timeout_s: float) -> str:
     """The built-in system prompt for the offered tools."""
+    if not tools:
+        return _INTRO_NO_TOOLS
     parts = [_INTRO]
     if any(t.name == CODE_TOOL for t in tools):
         parts.append(_CODE.format(timeout=code_timeout_s))
