@@ -66,7 +66,8 @@ def launch_env(cfg: LaunchConfig, *, device: str, zero_stage: int, environ: Mapp
     env = {k: v for k, v in environ.items() if PASSTHROUGH.match(k)}
     env.setdefault("MASTER_ADDR", cfg.master_addr)
     env.setdefault("MASTER_PORT", str(cfg.master_port))
-    env.setdefault("TORCH_EXTENSIONS_DIR", str(Path(cache_dir) / "torch_extensions"))  # JIT ops built once
+    # DeepSpeed's JIT ops are built once per machine (`make train-warmup`) into torch's default cache
+    env.setdefault("TORCH_EXTENSIONS_DIR", str(Path.home() / ".cache" / "torch_extensions"))
     if device == "cpu":
         env.setdefault("OMP_NUM_THREADS", "1")
         if zero_stage > 0:
