@@ -8,7 +8,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from deepeyes_cli.train.data import BatchDataset, ImageBudget, build_index, collate, model_inputs, sample_features
+from deepeyes_cli.train.data import (
+    BatchDataset,
+    ImageBudget,
+    build_index,
+    collate,
+    model_inputs,
+    sample_features,
+)
 from deepeyes_cli.train.data.sources import read_conversations
 from deepeyes_cli.train.loss import masked_logprobs
 
