@@ -20,7 +20,7 @@ pytestmark = [pytest.mark.multiproc, pytest.mark.slow,
                                  reason="multi-process training: `make test-train` (DEEPEYES_MULTIPROC=1)")]
 
 COMMON = ["sft.dataloader_workers=0", "sft.report_to=[]", "sft.learning_rate=1e-3", "sft.lr_scheduler=constant",
-          "sft.per_device_batch_size=1", "sft.max_steps=2", "sft.save_steps=1", "launch.mixed_precision=no"]
+          "sft.per_device_batch_size=1", "sft.max_steps=2", "sft.save_steps=1"]
 
 
 def _port() -> int:
