@@ -65,7 +65,7 @@ def evaluate(recipe: Any, model_path: str, n: int, seed: int) -> dict[str, Any]:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--train", type=int, default=64)
+    ap.add_argument("--train", type=int, default=48)
     ap.add_argument("--heldout", type=int, default=20)
     ap.add_argument("--runs-dir", default=None)
     ap.add_argument("overrides", nargs="*")
@@ -81,6 +81,7 @@ def main() -> None:
     data = write_sft_trajectories(recipe, work / "train.jsonl", args.train, seed=1)
     synth_s = time.perf_counter() - t0
     before = evaluate(recipe, recipe.model.path, args.heldout, seed=99)
+    print(json.dumps({"before": before, "synthesis_s": round(synth_s, 1)}), file=sys.stderr, flush=True)
     t0 = time.perf_counter()
     run_dir = runs / "tiny-sft-learns"
     cmd = [sys.executable, "-m", "deepeyes_cli", "sft", "-r", "tiny", f"sft.datasets=[{data}]",
