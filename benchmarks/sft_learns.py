@@ -55,6 +55,7 @@ def evaluate(recipe: Any, model_path: str, n: int, seed: int) -> dict[str, Any]:
     r.agent.tools = TOOLS
     r.agent.temperature = 0.0
     r.agent.concurrency = n
+    r.policy.max_batch_size = n  # one batched generate per turn: the cheapest on CPU
     t0 = time.perf_counter()
     trajs = asyncio.run(_evaluate(r, make_tasks(n, seed, prefix="heldout")))
     valid = [protocol_valid(t) for t in trajs]
