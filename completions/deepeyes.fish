@@ -3,7 +3,7 @@ function __deepeyes_path
     set -l path deepeyes
     for w in (commandline -opc)[2..-1]
         switch "$path $w"
-            case 'deepeyes ask' 'deepeyes completions' 'deepeyes judge' 'deepeyes model' 'deepeyes recipes' 'deepeyes sandbox' 'deepeyes search' 'deepeyes view' 'deepeyes completions show' 'deepeyes completions write' 'deepeyes model build-tiny' 'deepeyes model check' 'deepeyes recipes cp' 'deepeyes recipes ls' 'deepeyes recipes show' 'deepeyes recipes validate' 'deepeyes sandbox build-image' 'deepeyes sandbox check' 'deepeyes sandbox run' 'deepeyes sandbox serve' 'deepeyes search cache' 'deepeyes search image' 'deepeyes search index' 'deepeyes search serve' 'deepeyes search text' 'deepeyes search cache export' 'deepeyes search cache import' 'deepeyes search cache prune' 'deepeyes search cache stats'
+            case 'deepeyes ask' 'deepeyes completions' 'deepeyes judge' 'deepeyes model' 'deepeyes recipes' 'deepeyes sandbox' 'deepeyes search' 'deepeyes sft' 'deepeyes view' 'deepeyes completions show' 'deepeyes completions write' 'deepeyes model build-tiny' 'deepeyes model check' 'deepeyes recipes cp' 'deepeyes recipes ls' 'deepeyes recipes show' 'deepeyes recipes validate' 'deepeyes sandbox build-image' 'deepeyes sandbox check' 'deepeyes sandbox run' 'deepeyes sandbox serve' 'deepeyes search cache' 'deepeyes search image' 'deepeyes search index' 'deepeyes search serve' 'deepeyes search text' 'deepeyes search cache export' 'deepeyes search cache import' 'deepeyes search cache prune' 'deepeyes search cache stats'
                 set path $path $w
         end
     end
@@ -17,6 +17,7 @@ complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes"' -a 'model' -d 'Bui
 complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes"' -a 'recipes' -d 'List, show, copy and validate recipes.'
 complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes"' -a 'sandbox' -d 'The code sandbox: serve it over HTTP, run a cell, check isolation, build its Docker image.'
 complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes"' -a 'search' -d 'Search the web by text or image through the cache; build offline indexes; serve a shared cache.'
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes"' -a 'sft' -d 'Fine-tune Qwen2.5-VL on agent trajectories (trajectory JSONL, sharegpt, curate exports).'
 complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes"' -a 'view' -d 'Write an HTML page to read trajectories turn by turn (images inline; filter by'
 complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes"' -l version
 complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes"' -s V
@@ -234,6 +235,16 @@ complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes search text"' -l top
 complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes search text"' -s k -r -F
 complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes search text"' -l run-dir -r -F
 complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes search text"' -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes sft"' -l dry-run
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes sft"' -l resume
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes sft"' -l preflight
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes sft"' -l slurm
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes sft"' -l help
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes sft"' -s h
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes sft"' -l recipe -r -a '32b 7b tiny (__fish_complete_suffix .yaml)'
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes sft"' -s r -r -a '32b 7b tiny (__fish_complete_suffix .yaml)'
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes sft"' -l run-dir -r -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes sft"' -F
 complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes view"' -l help
 complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes view"' -s h
 complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes view"' -l out -r -F
