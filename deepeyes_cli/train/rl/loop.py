@@ -1,0 +1,224 @@
+"""`deepeyes rl`'s training loop, run inside every launched process (or in place).
+
+One step (``rl_design.md`` §1.3): sample this rank's prompts → roll out through the agent
+loop → score, flag, pad-check, GRPO advantages and filters → old logprobs → one update
+per mini-batch → weight sync → metrics, alarms, rollout dump, checkpoint. Each rank rolls
+out its own prompts (a prompt's group stays on its rank: local advantages).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from deepeyes_cli.errors import RecipeError
+from deepeyes_cli.train.rl import state
+from deepeyes_cli.train.rl.advantage import INFRA_ERROR, grpo_advantages
+from deepeyes_cli.train.rl.alarms import Alarm, Alarms
+from deepeyes_cli.train.rl.batch import Encoded, encode_trajectory
+from deepeyes_cli.train.rl.driver import Rollout, collect, rollout_metrics
+from deepeyes_cli.train.rl.metrics import MetricsWriter
+from deepeyes_cli.train.rl.prompts import PromptSampler, load_prompts
+from deepeyes_cli.train.rl.update import TorchEngine, Updater, dist_info, mini_batches
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class StepResult:
+    step: int
+    metrics: dict[str, float]
+    alarms: list[Alarm] = field(default_factory=list)
+    stop: Alarm | None = None
+
+
+def check_batch_sizes(rl: Any, world: int) -> int:
+    """Updates per step; refuses sizes that do not divide."""
+    if rl.train_batch_size % world:
+        raise RecipeError(f"rl.train_batch_size={rl.train_batch_size} is not a multiple of {world} ranks",
+                          hint="prompts are split evenly over ranks")
+    if rl.train_batch_size % rl.ppo_mini_batch_size:
+        raise RecipeError(f"rl.train_batch_size={rl.train_batch_size} is not a multiple of "
+                          f"rl.ppo_mini_batch_size={rl.ppo_mini_batch_size}")
+    return rl.train_batch_size // rl.ppo_mini_batch_size
+
+
+class Trainer:
+    def __init__(self, recipe: Any, run_dir: Path, *, script: Any = None,
+                 on_step: Callable[[StepResult], None] | None = None) -> None:
+        import torch
+
+        from deepeyes_cli.models.loading import load_model_and_processor
+
+        self.recipe, self.rl, self.run_dir, self.on_step = recipe, recipe.rl, Path(run_dir), on_step
+        self.rank, self.world = dist_info()
+        self.n_updates = check_batch_sizes(self.rl, self.world)
+        seed = recipe.run.seed
+        state.seed_everything(seed + self.rank)
+        mcfg = recipe.model.model_copy(update={"path": self.rl.init_from or recipe.model.path})
+        self.model, self.processor = load_model_and_processor(mcfg, cache_dir=recipe.run.cache_dir)
+        if self.rl.freeze_vision_tower:
+            for p in self.model.model.visual.parameters():
+                p.requires_grad_(False)
+        gc = self.rl.gradient_checkpointing
+        if gc if gc is not None else recipe.launch.gradient_checkpointing:
+            self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        self.model.train()
+        self.device = str(next(self.model.parameters()).device)
+        self.engine = TorchEngine(self.model, self.rl.learning_rate, self.rl.weight_decay, self.rl.max_grad_norm)
+        self.updater = Updater(self.engine, self.processor, self.rl, self.device,
+                               dtype=next(self.model.parameters()).dtype)
+        self.prompts = load_prompts(self.rl.datasets, cache_dir=recipe.run.cache_dir)
+        self.sampler = PromptSampler(len(self.prompts), seed)
+        self.alarms = Alarms(self.rl.alarms, self.rl.max_response_length)
+        self.step = 0
+        self.script = script
+        self.metrics = MetricsWriter(self.run_dir, enabled=self.rank == 0)
+        self.ckpt_dir = self.run_dir / "checkpoints"
+        torch.set_num_threads(max(1, torch.get_num_threads()))
+        if state.latest(self.ckpt_dir) is not None:
+            self.resume()
+
+    # ------------------------------------------------------------------ state
+
+    def client_state(self) -> dict[str, Any]:
+        return {"step": self.step, "sampler": self.sampler.state_dict(), "alarms": self.alarms.state_dict()}
+
+    def save(self) -> Path:
+        return state.save(self.ckpt_dir, self.step, self.engine, self.client_state(), rank=self.rank,
+                          world=self.world, keep=self.rl.keep_checkpoints, processor=self.processor)
+
+    def resume(self) -> None:
+        client = state.load(self.ckpt_dir, self.engine, rank=self.rank)
+        self.step = int(client["step"])
+        self.sampler.load_state_dict(client["sampler"])
+        self.alarms.load_state_dict(client["alarms"])
+        log.info("resumed from step %d", self.step)
+
+    # ------------------------------------------------------------------ one step
+
+    def _my_prompts(self) -> list[Any]:
+        ids = self.sampler.take(self.rl.train_batch_size)  # every rank advances the same cursor
+        per = self.rl.train_batch_size // self.world
+        return [self.prompts[i] for i in ids[self.rank * per:(self.rank + 1) * per]]
+
+    async def _rollouts(self, prompts: list[Any]) -> tuple[list[Rollout], dict[str, float]]:
+        from deepeyes_cli.agent.ask import build_runtime
+        from deepeyes_cli.rewards.reward import RewardScorer, default_cache_path
+        from deepeyes_cli.tools.registry import open_toolbox
+        from deepeyes_cli.train.rl.rollout import make_rollout_engine
+
+        rl, recipe = self.rl, self.recipe
+        if not hasattr(self, "rollout_engine"):
+            self.rollout_engine = make_rollout_engine(recipe, self.model, self.processor, self.device, self.script)
+        eng = self.rollout_engine
+        agent = recipe.agent.model_copy(update={"temperature": rl.temperature, "top_p": rl.top_p, "seed": None})
+        async with AsyncExitStack() as stack:
+            box = await stack.enter_async_context(open_toolbox(recipe))
+            rt = build_runtime(recipe.model_copy(update={"agent": agent}), eng.policy, box)
+            scorer = RewardScorer.from_config(recipe.reward, default_cache_path(recipe.reward, recipe.run.cache_dir))
+            eng.before_rollout(self.model)
+            try:
+                return await collect(prompts, rl.rollouts_per_prompt, rt, scorer)
+            finally:
+                eng.after_rollout(self.model)
+
+    def _encode(self, rollouts: list[Rollout]) -> list[Encoded]:
+        out = []
+        for r in rollouts:
+            enc = encode_trajectory(r.traj, self.processor)
+            if enc.error:
+                r.scored.flags.add(INFRA_ERROR)
+                r.traj.metadata["rl_error"] = enc.error
+            out.append(enc)
+        return out
+
+    def train_step(self) -> StepResult:
+        t0 = time.perf_counter()
+        prompts = self._my_prompts()
+        rollouts, timings = asyncio.run(self._rollouts(prompts))
+        t1 = time.perf_counter()
+        encoded = self._encode(rollouts)
+        adv = grpo_advantages([r.scored for r in rollouts], self.rl.stability)
+        for r, e in zip(rollouts, encoded, strict=True):
+            e.advantage = r.scored.advantage
+            r.traj.metadata["rl_advantage"] = r.scored.advantage
+            r.traj.metadata["rl_flags"] = sorted(r.scored.flags)
+            r.traj.metadata["rl_in_loss"] = r.scored.in_loss and not e.error
+        groups: dict[str, list[Encoded]] = {}
+        for r, e in zip(rollouts, encoded, strict=True):
+            if r.scored.in_loss and not e.error and e.n_targets:
+                groups.setdefault(r.scored.group, []).append(e)
+        t2 = time.perf_counter()
+        per_update = mini_batches(list(groups.values()), self.n_updates)
+        stats = self.updater.run(per_update)
+        t3 = time.perf_counter()
+        sync_s = self.rollout_engine.sync(self.model)
+        self.step += 1
+        metrics = rollout_metrics(rollouts, self.recipe.agent.tools) | adv.as_metrics() | stats.metrics()
+        metrics |= {"time/rollout_s": timings["time/rollout_s"], "time/score_s": timings["time/score_s"],
+                    "time/prepare_s": t2 - t1, "time/update_s": t3 - t2, "time/weight_sync_s": sync_s,
+                    "time/step_s": time.perf_counter() - t0}
+        metrics = self._reduce(metrics)
+        alarms = self.alarms.update(metrics)
+        metrics |= self.alarms.trends()
+        if self.rl.rollout.dump:
+            self.metrics.dump_rollouts(self.step, [r.traj for r in rollouts], self.rank)
+        self.metrics.log(self.step, metrics, alarms)
+        stop = self.alarms.should_stop(alarms)
+        if self.step % self.rl.save_freq == 0 or stop is not None:
+            self.save()
+        return StepResult(self.step, metrics, alarms, stop)
+
+    def _reduce(self, metrics: dict[str, float]) -> dict[str, float]:
+        """Means over ranks (times: the max, the slowest rank sets the pace)."""
+        if self.world == 1:
+            return metrics
+        import torch
+        import torch.distributed as dist
+
+        keys = sorted(metrics)
+        vals = torch.tensor([metrics[k] for k in keys], dtype=torch.float64)
+        finite = torch.isfinite(vals)
+        summed = torch.where(finite, vals, torch.zeros_like(vals))
+        counts = finite.to(torch.float64)
+        mx = torch.where(finite, vals, torch.full_like(vals, -1e300))
+        dist.all_reduce(summed)
+        dist.all_reduce(counts)
+        dist.all_reduce(mx, op=dist.ReduceOp.MAX)
+        out = {}
+        for i, k in enumerate(keys):
+            if k.startswith("time/"):
+                out[k] = float(mx[i])
+            else:
+                out[k] = float(summed[i] / counts[i]) if counts[i] else float("nan")
+        return out
+
+    def total_steps(self) -> int:
+        if self.rl.rollout.max_steps:
+            return self.rl.rollout.max_steps
+        return max(1, self.rl.total_epochs * len(self.prompts) // self.rl.train_batch_size)
+
+    def run(self) -> list[StepResult]:
+        results = []
+        try:
+            while self.step < self.total_steps():
+                res = self.train_step()
+                results.append(res)
+                if self.on_step is not None:
+                    self.on_step(res)
+                if res.stop is not None:
+                    break
+            if self.step % self.rl.save_freq:
+                self.save()
+        finally:
+            self.metrics.close()
+        if self.rank == 0:
+            self.metrics.report()
+        return results

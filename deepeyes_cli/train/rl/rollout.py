@@ -1,0 +1,112 @@
+"""Rollout backends: policies the agent loop samples from during RL, and how each gets
+the trainer's new weights.
+
+- ``transformers`` (CPU, the tiny model; ``HFGenerate`` in the design): the
+  transformers backend over the trainer's own module. It shares the weights, so a sync
+  is free; generation runs in eval mode, under ``inference_mode``.
+- ``vllm`` (GPU; ``VLLMColocated``): the vLLM backend on this rank; after each update the
+  weights are pushed (``weight_sync``) and the prefix cache reset.
+- ``scripted`` (tests): scripted turns, tokenized once, so the trainer has ids to train
+  on exactly as a token-level backend would give them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from deepeyes_cli.errors import RecipeError
+from deepeyes_cli.policy.base import Completion, Conversation, Policy, SamplingParams
+from deepeyes_cli.policy.scripted import Script, ScriptedPolicy
+from deepeyes_cli.policy.tokens import TokenIds
+
+
+class ScriptedTokens:
+    """A scripted policy that returns token ids (and no logprobs) like a token backend."""
+
+    name = "scripted"
+
+    def __init__(self, turns: Script, tokenizer: Any) -> None:
+        self.inner = ScriptedPolicy(turns)
+        self.tokenizer = tokenizer
+        self.ids = TokenIds(tokenizer)
+        self.model_name = "scripted"
+
+    def count_text_tokens(self, text: str) -> int:
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    async def generate(self, conversations: Sequence[Conversation], params: SamplingParams) -> list[Completion]:
+        outs = await self.inner.generate(conversations, params)
+        for c in outs:
+            ids = self.tokenizer(c.text, add_special_tokens=False)["input_ids"]
+            if c.stop_reason is None and c.text:
+                ids = [*ids, self.ids.im_end]  # ended by EOS
+            c.token_ids, c.logprobs = list(ids), None
+            c.metadata["completion_tokens"] = len(ids)
+        return outs
+
+    async def aclose(self) -> None:
+        return None
+
+
+class RolloutEngine:
+    """A rollout policy and the way to refresh it from the trainer."""
+
+    def __init__(self, policy: Policy, kind: str, llm: Any = None, scratch: Path | None = None) -> None:
+        self.policy, self.kind, self.llm, self.scratch = policy, kind, llm, scratch
+
+    def before_rollout(self, model: Any) -> None:
+        if self.kind == "transformers":
+            model.eval()
+
+    def after_rollout(self, model: Any) -> None:
+        if self.kind == "transformers":
+            model.train()
+
+    def sync(self, model: Any) -> float:
+        """Push the trainer's weights; seconds spent (0 for a shared module)."""
+        import time
+
+        if self.kind != "vllm" or self.llm is None:
+            return 0.0
+        from deepeyes_cli.train.rl import weight_sync
+
+        t0 = time.perf_counter()
+        if self.scratch is not None:  # vLLM's CPU build: in-place edits are ignored (fp32 oneDNN)
+            weight_sync.push_via_reload(self.llm, model, self.scratch)
+        else:
+            weight_sync.push_in_process(self.llm, model)
+        return time.perf_counter() - t0
+
+
+def choose_backend(recipe: Any, device: str) -> str:
+    name = recipe.rl.rollout.backend
+    if name == "auto":
+        return "vllm" if device.startswith("cuda") else "transformers"
+    return str(name)
+
+
+def make_rollout_engine(recipe: Any, model: Any, processor: Any, device: str,
+                        script: Script | None = None) -> RolloutEngine:
+    from deepeyes_cli.policy.hf import TransformersPolicy
+
+    kind = choose_backend(recipe, device)
+    if kind == "transformers":
+        pol = TransformersPolicy(model, processor, max_batch_size=recipe.policy.max_batch_size,
+                                 batch_wait_s=recipe.policy.batch_wait_ms / 1000, model_name=recipe.model.path)
+        return RolloutEngine(pol, kind)
+    if kind == "scripted":
+        if script is None:
+            if not recipe.policy.script:
+                raise RecipeError("rl.rollout.backend=scripted needs policy.script (a JSON list of turns)")
+            script = ScriptedPolicy.from_file(recipe.policy.script).turns
+        return RolloutEngine(ScriptedTokens(script, processor.tokenizer), kind)
+    if kind == "vllm":
+        from deepeyes_cli.policy.vllm_engine import VLLMPolicy
+
+        vpol = VLLMPolicy.from_recipe(recipe)
+        llm = vpol.engine
+        scratch = None if device.startswith("cuda") else Path(recipe.run.cache_dir or "/tmp") / "rl-weight-sync"
+        return RolloutEngine(vpol, kind, llm=llm, scratch=scratch)
+    raise RecipeError(f"unknown rl.rollout.backend {kind}", hint="auto, transformers, vllm or scripted")
