@@ -23,22 +23,34 @@ from deepeyes_cli.policy.tokens import TokenIds
 
 
 class ScriptedTokens:
-    """A scripted policy that returns token ids (and no logprobs) like a token backend."""
+    """A scripted policy that returns token ids (and no logprobs) like a token backend,
+    and the expanded prompt length a token backend reports (the pad check reads it)."""
 
     name = "scripted"
 
-    def __init__(self, turns: Script, tokenizer: Any) -> None:
+    def __init__(self, turns: Script, processor: Any) -> None:
         self.inner = ScriptedPolicy(turns)
-        self.tokenizer = tokenizer
-        self.ids = TokenIds(tokenizer)
+        self.processor = processor
+        self.tokenizer = processor.tokenizer
+        self.ids = TokenIds(self.tokenizer)
         self.model_name = "scripted"
+
+    def _prompt_tokens(self, conversation: Conversation) -> int:
+        from deepeyes_cli.policy.tokens import encode_prompt
+
+        ids, images = encode_prompt(conversation, self.tokenizer, self.ids)
+        if not images:
+            return len(ids)
+        grids = self.processor.image_processor(images=images, return_tensors="pt")["image_grid_thw"]
+        return len(ids) - len(images) + int((grids.prod(-1) // self.processor.merge_size ** 2).sum())
 
     def count_text_tokens(self, text: str) -> int:
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     async def generate(self, conversations: Sequence[Conversation], params: SamplingParams) -> list[Completion]:
         outs = await self.inner.generate(conversations, params)
-        for c in outs:
+        for conv, c in zip(conversations, outs, strict=True):
+            c.prompt_tokens = self._prompt_tokens(conv)
             ids = self.tokenizer(c.text, add_special_tokens=False)["input_ids"]
             if c.stop_reason is None and c.text:
                 ids = [*ids, self.ids.im_end]  # ended by EOS
@@ -101,7 +113,7 @@ def make_rollout_engine(recipe: Any, model: Any, processor: Any, device: str,
             if not recipe.policy.script:
                 raise RecipeError("rl.rollout.backend=scripted needs policy.script (a JSON list of turns)")
             script = ScriptedPolicy.from_file(recipe.policy.script).turns
-        return RolloutEngine(ScriptedTokens(script, processor.tokenizer), kind)
+        return RolloutEngine(ScriptedTokens(script, processor), kind)
     if kind == "vllm":
         from deepeyes_cli.policy.vllm_engine import VLLMPolicy
 

@@ -69,8 +69,8 @@ class TorchEngine:
     def backward(self, loss: Any) -> None:
         loss.backward()
 
-    def step(self) -> float:
-        """Average grads over ranks, clip, step; the norm before clipping."""
+    def reduce_grads(self) -> None:
+        """Average gradients over ranks (what DDP and ZeRO do)."""
         import torch
         import torch.distributed as dist
 
@@ -80,6 +80,12 @@ class TorchEngine:
                     p.grad = torch.zeros_like(p)
                 dist.all_reduce(p.grad)
                 p.grad /= self.world
+
+    def step(self) -> float:
+        """Average grads over ranks, clip, step; the norm before clipping."""
+        import torch
+
+        self.reduce_grads()
         norm = float(torch.nn.utils.clip_grad_norm_(self.params, self.max_grad_norm))
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
