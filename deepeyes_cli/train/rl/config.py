@@ -64,5 +64,7 @@ class ValidationConfig(Section):
 class RolloutConfig(Section):
     backend: Literal["auto", "transformers", "vllm", "scripted"] = Field(
         "auto", description="auto: colocated vLLM on GPU, the transformers backend on CPU.")
+    script: str | None = Field(None, description="backend scripted: a JSON list of turns, or builtin:count (an "
+                                                 "imperfect policy for the synthetic task; tests, demos).")
     dump: bool = Field(True, description="Write each step's rollouts to rollouts/step_N.jsonl (deepeyes view).")
     max_steps: int | None = Field(None, ge=1, description="Stop after this many steps (default: total_epochs).")

@@ -109,10 +109,16 @@ def make_rollout_engine(recipe: Any, model: Any, processor: Any, device: str,
                                  batch_wait_s=recipe.policy.batch_wait_ms / 1000, model_name=recipe.model.path)
         return RolloutEngine(pol, kind)
     if kind == "scripted":
-        if script is None:
-            if not recipe.policy.script:
-                raise RecipeError("rl.rollout.backend=scripted needs policy.script (a JSON list of turns)")
-            script = ScriptedPolicy.from_file(recipe.policy.script).turns
+        spec = recipe.rl.rollout.script or recipe.policy.script
+        if script is None and spec == "builtin:count":
+            from deepeyes_cli.testing.rl_task import scripted_turn
+
+            script = scripted_turn(p_tool=0.5, p_copy=0.7)  # draws from `random`, restored on resume
+        elif script is None:
+            if not spec:
+                raise RecipeError("rl.rollout.backend=scripted needs rl.rollout.script (a JSON list of turns)",
+                                  hint="or rl.rollout.script=builtin:count")
+            script = ScriptedPolicy.from_file(spec).turns
         return RolloutEngine(ScriptedTokens(script, processor), kind)
     if kind == "vllm":
         from deepeyes_cli.policy.vllm_engine import VLLMPolicy

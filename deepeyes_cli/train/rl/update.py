@@ -158,8 +158,9 @@ class Updater:
         import torch
 
         rl, model, stats = self.rl, self.engine.model, StepStats()
-        plans = [plan_rank(items, rl.micro_batch_size_per_gpu, rl.micro_batch_max_tokens) for items in per_update]
-        batches = [[self._collate(m) for m in plan] for plan in plans]
+        prepared = [self.prepare(items) for items in per_update]
+        plans = [p for p, _ in prepared]
+        batches = [b for _, b in prepared]
         olds: list[list[Any]] = []
         with torch.no_grad():
             for plan, mbs in zip(plans, batches, strict=True):
@@ -174,23 +175,35 @@ class Updater:
                         stats.gap_sum += float((lp - mb.rollout_logprobs).abs().sum())
                         stats.gap_n += int(lp.numel())
                 olds.append(row)
-        tis = rl.stability.tis_cap
         for plan, mbs, old in zip(plans, batches, olds, strict=True):
-            n_global = int(all_reduce_sum(float(sum(mb.n_targets for m, mb in zip(plan, mbs, strict=True) if m))))
-            scale = token_mean_scale(n_global, self.engine.world, len(mbs),
-                                     engine_divides_by_gas=self.engine.divides_by_gas,
-                                     engine_averages_over_ranks=self.engine.averages_over_ranks)
-            if n_global == 0:  # every trajectory filtered out: no update (weight decay would still move)
-                continue
-            for micro, mb, old_lp in zip(plan, mbs, old, strict=True):
-                lp, _ = masked_logprobs(model, mb.inputs, mb.target_mask, rl.logprob_chunk_tokens)
-                total, ls = policy_loss(lp, old_lp, mb.advantages, clip_low=rl.clip_ratio_low,
-                                        clip_high=rl.clip_ratio_high, dual_clip_c=rl.dual_clip_c,
-                                        rollout_logp=mb.rollout_logprobs, tis_cap=tis)
-                self.engine.backward(total * scale if micro else total * 0.0)
-                stats.micro_batches += 1
-                stats.dummies += int(not micro)
-                if micro:
-                    stats.loss.add(ls)
-            stats.grad_norms.append(self.engine.step())
+            if self.accumulate(plan, mbs, old, stats):
+                stats.grad_norms.append(self.engine.step())
         return stats
+
+    def prepare(self, items: list[Encoded]) -> tuple[list[list[Encoded]], list[MicroBatch]]:
+        """This rank's rebalanced micro-batches of one mini-batch, collated."""
+        plan = plan_rank(items, self.rl.micro_batch_size_per_gpu, self.rl.micro_batch_max_tokens)
+        return plan, [self._collate(m) for m in plan]
+
+    def accumulate(self, plan: list[list[Encoded]], mbs: list[MicroBatch], old: list[Any], stats: StepStats) -> bool:
+        """Forward and backward every micro-batch of one mini-batch, each scaled so the summed
+        gradient (after the engine's rank average) is the mini-batch's exact token mean.
+        False when the mini-batch has no token to train on (then nothing was run)."""
+        rl, model = self.rl, self.engine.model
+        n_global = int(all_reduce_sum(float(sum(mb.n_targets for m, mb in zip(plan, mbs, strict=True) if m))))
+        if n_global == 0:  # every trajectory filtered out: no update (weight decay would still move)
+            return False
+        scale = token_mean_scale(n_global, self.engine.world, len(mbs),
+                                 engine_divides_by_gas=self.engine.divides_by_gas,
+                                 engine_averages_over_ranks=self.engine.averages_over_ranks)
+        for micro, mb, old_lp in zip(plan, mbs, old, strict=True):
+            lp, _ = masked_logprobs(model, mb.inputs, mb.target_mask, rl.logprob_chunk_tokens)
+            total, ls = policy_loss(lp, old_lp, mb.advantages, clip_low=rl.clip_ratio_low,
+                                    clip_high=rl.clip_ratio_high, dual_clip_c=rl.dual_clip_c,
+                                    rollout_logp=mb.rollout_logprobs, tis_cap=rl.stability.tis_cap)
+            self.engine.backward(total * scale if micro else total * 0.0)
+            stats.micro_batches += 1
+            stats.dummies += int(not micro)
+            if micro:
+                stats.loss.add(ls)
+        return True
