@@ -8,7 +8,13 @@ import random
 import pytest
 
 from deepeyes_cli.train.rl.advantage import (
-    INFRA_ERROR, TRUNCATED, VOID_TURN, Scored, balance_ranks, grpo_advantages, plan_micro_batches,
+    INFRA_ERROR,
+    TRUNCATED,
+    VOID_TURN,
+    Scored,
+    balance_ranks,
+    grpo_advantages,
+    plan_micro_batches,
 )
 from deepeyes_cli.train.rl.config import StabilityConfig
 
@@ -39,7 +45,7 @@ def test_zero_variance_group_has_zero_advantage_and_can_be_dropped() -> None:
 
 
 def test_infra_failures_masked_from_loss_and_group_statistics() -> None:
-    items = _group("a", [1.0, 0.0, 0.0]) + [Scored("a", 0.0, flags={INFRA_ERROR})]
+    items = [*_group("a", [1.0, 0.0, 0.0]), Scored("a", 0.0, flags={INFRA_ERROR})]
     grpo_advantages(items, StabilityConfig())  # option off: the failure counts as a 0, like the original
     with_failure = [x.advantage for x in items[:3]]
     grpo_advantages(items, StabilityConfig(mask_infra_errors=True))

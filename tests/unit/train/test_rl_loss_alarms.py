@@ -73,7 +73,7 @@ def test_alarms_fire_on_a_scripted_tool_collapse_within_a_few_steps() -> None:
                "actor/entropy": 1.0, "rollout/response_tokens": 300.0}
     assert _feed(a, 5, **healthy) == []
     fired: list[str] = []
-    for step in range(1, 6):  # tool calls drop to zero
+    for step in range(1, 6):  # noqa: B007  # tool calls drop to zero
         fired = [x.name for x in a.update({**healthy, "rollout/tool_calls": 0.0, "rollout/tool_calls_code": 0.0})]
         if fired:
             break
