@@ -15,7 +15,7 @@ from typing import Annotated
 import typer
 
 from deepeyes_cli import __version__
-from deepeyes_cli.cli import ask, completions, judge, model, recipes, rl, sandbox, search, view
+from deepeyes_cli.cli import ask, completions, judge, model, recipes, rl, sandbox, search, sft, view
 
 app = typer.Typer(
     name="deepeyes",
@@ -30,6 +30,7 @@ app = typer.Typer(
 app.command("ask")(ask.ask)
 app.command("view")(view.view)
 app.command("judge")(judge.judge)
+app.command("sft")(sft.sft)
 app.command("rl")(rl.rl)
 app.add_typer(sandbox.app, name="sandbox")
 app.add_typer(search.app, name="search")

@@ -35,6 +35,22 @@ class SFTConfig(Section):
     save_steps: int = Field(500, ge=1)
     logging_steps: int = Field(10, ge=1)
     max_grad_norm: float = Field(1.0, gt=0)
+    # --- data pipeline
+    overlong: Literal["drop", "fail"] = Field("drop", description="Samples longer than cutoff_len.")
+    bad_samples: Literal["fail", "drop"] = Field(
+        "fail", description="Samples whose image tokens and images disagree, or whose images are unreadable.")
+    group_by_length: bool = True
+    packing: bool = Field(False, description="Pack samples into rows of up to cutoff_len tokens.")
+    dataloader_workers: int = Field(2, ge=0)
+    # --- run control
+    max_steps: int | None = Field(None, ge=1, description="Stop after this many optimizer steps.")
+    save_total_limit: int = Field(2, ge=1, description="Checkpoints kept (the newest).")
+    export: bool = Field(True, description="Write a Hugging Face checkpoint to <run>/export at the end.")
+    report_to: list[Literal["tensorboard", "wandb"]] = Field(
+        default_factory=lambda: ["tensorboard"])  # type: ignore[arg-type]
+    wandb_project: str = "deepeyes"
+    wandb_mode: Literal["online", "offline", "disabled"] | None = Field(
+        None, description="None: WANDB_MODE from the environment.")
 
 
 class RLConfig(Section):
