@@ -2,44 +2,36 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
 from typing import Any
 
 from deepeyes_cli.cli.options import DryRunOpt, OverridesArg, RecipeOpt, RunDirOpt
 
 
-def launch_argv(recipe: Any, run_dir: str) -> list[str] | None:
-    """The command that starts every training process, or None to run in this process."""
-    import sys
+def _launch_plan(recipe: Any, run_dir: Path) -> Any:
+    """The training floor's launch plan (local / torchrun / deepspeed / srun), stage rl."""
+    from deepeyes_cli.launch.argv import build_plan
+    from deepeyes_cli.models.loading import default_cache_dir
 
-    la = recipe.launch
-    entry = ["-m", "deepeyes_cli.train.rl", run_dir]
-    if la.launcher == "local":
-        return None
-    if la.launcher == "torchrun":
-        return ["torchrun", f"--nnodes={la.nnodes}", f"--nproc-per-node={la.gpus_per_node}",
-                f"--node-rank={la.node_rank}", f"--master-addr={la.master_addr}", f"--master-port={la.master_port}",
-                *la.extra_args, *entry]
-    if la.launcher == "deepspeed":
-        host = ["--hostfile", la.hostfile] if la.hostfile else [f"--num_nodes={la.nnodes}", f"--node_rank={la.node_rank}"]
-        return ["deepspeed", *host, f"--num_gpus={la.gpus_per_node}", f"--master_addr={la.master_addr}",
-                f"--master_port={la.master_port}", *la.extra_args, "--module", "deepeyes_cli.train.rl", run_dir]
-    return ["srun", f"--nodes={la.nnodes}", f"--ntasks-per-node={la.gpus_per_node}", *la.extra_args,
-            sys.executable, *entry]
+    return build_plan(recipe.launch, run_dir=run_dir, stage="rl", device="cpu" if recipe.model.device == "cpu" else "cuda",
+                      python=sys.executable, cache_dir=recipe.run.cache_dir or default_cache_dir())
 
 
 def _plan(resolved: Any) -> list[str]:
-    import shlex
+    from deepeyes_cli.launch.argv import shell_lines
 
     r = resolved.recipe
     rl = r.rl
-    argv = launch_argv(r, "RUN_DIR")
+    plan = _launch_plan(r, Path(r.run.runs_dir) / f"{resolved.name}-rl-<UTC time>")
     lines = [f"GRPO: {rl.train_batch_size} prompts x {rl.rollouts_per_prompt} rollouts per step, "
              f"{rl.train_batch_size // max(1, rl.ppo_mini_batch_size)} updates per step, lr {rl.learning_rate:g}, "
              f"clip {rl.clip_ratio_low:g}/{rl.clip_ratio_high:g}, dual-clip {rl.dual_clip_c:g}, {rl.loss_agg_mode}",
              f"rollouts: agent loop, backend {rl.rollout.backend}, temperature {rl.temperature:g}, "
              f"{r.agent.max_turns} turns, tools {', '.join(r.agent.tools)}",
              f"data: {', '.join(rl.datasets) or '(rl.datasets is empty)'}; start from {rl.init_from or r.model.path}",
-             "launch: " + ("in this process" if argv is None else shlex.join(argv))]
+             f"launcher {plan.launcher}" + (" (in this process)" if plan.launcher == "local" else ":"),
+             *([] if plan.launcher == "local" else shell_lines(plan.commands)), *plan.notes]
     return lines
 
 
@@ -65,25 +57,36 @@ def rl(
     r = stage.recipe
     if not r.rl.datasets:
         raise InputError("rl.datasets is empty", hint="set rl.datasets=[data.parquet] (or builtin:count for the tiny task)")
-    argv = launch_argv(r, str(stage.run_dir.path))
-    if argv is not None:
-        _launch(argv)
+    rd = stage.run_dir.path
+    plan = _launch_plan(r, rd)
+    from deepeyes_cli.launch.run import record_plan
+
+    if plan.launcher == "local":
+        record_plan(plan, rd)
+        try:
+            _run_here(stage)
+        except KeyboardInterrupt:
+            from deepeyes_cli.errors import Interrupted
+
+            raise Interrupted("interrupted", hint=f"`deepeyes rl -r … --run-dir {rd}` resumes from the last "
+                                                  "checkpoint") from None
         return
-    _run_here(stage)
-
-
-def _launch(argv: list[str]) -> None:
-    import subprocess
-
+    from deepeyes_cli.cli.console import console
     from deepeyes_cli.errors import LaunchError
+    from deepeyes_cli.launch.executor import SubprocessExecutor
+    from deepeyes_cli.launch.run import execute
 
-    try:
-        rc = subprocess.run(argv, check=False).returncode
-    except FileNotFoundError as e:
-        raise LaunchError(f"cannot start {argv[0]}", hint="install it, or set launch.launcher=local") from e
-    if rc:
-        raise LaunchError(f"training exited with status {rc}", hint="see the run directory's logs; rerun with "
-                                                                   "--run-dir to resume from the last checkpoint")
+    result = execute(plan, rd, SubprocessExecutor())
+    if result.job_id is not None:
+        console.print(f"submitted SLURM job {result.job_id}; logs: {rd / 'logs'}", highlight=False)
+        return
+    if result.returncode != 0:
+        raise LaunchError(f"training processes failed (exit {result.returncode})",
+                          hint=f"see {rd / 'logs'}; the same command with --run-dir {rd} resumes from the last checkpoint")
+    from deepeyes_cli.train.rl.metrics import write_report
+
+    write_report(rd)
+    console.print(f"rl done: {rd} (report {rd / 'report.md'})", highlight=False)
 
 
 def _run_here(stage: Any) -> None:

@@ -35,7 +35,9 @@ def masked_logprobs(model: Any, inputs: dict[str, Any], loss_mask: Any, chunk: i
     for s in range(0, h.shape[0], chunk):
         hs, ys = h[s:s + chunk], y[s:s + chunk]
         out.append(checkpoint(piece, hs, ys, use_reentrant=False) if torch.is_grad_enabled() else piece(hs, ys))
-    return torch.cat(out) if out else hidden.new_zeros(0, dtype=torch.float32)
+    # no target (an RL dummy micro-batch): an empty result that still reaches every parameter,
+    # so the backward ZeRO-3's collectives wait for happens
+    return torch.cat(out) if out else hidden.flatten()[:0].float()
 
 
 def logprob_module(hf_model: Any) -> Any:

@@ -18,14 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from deepeyes_cli.errors import RecipeError
-from deepeyes_cli.train.rl import state
 from deepeyes_cli.train.rl.advantage import INFRA_ERROR, grpo_advantages
 from deepeyes_cli.train.rl.alarms import Alarm, Alarms
 from deepeyes_cli.train.rl.batch import Encoded, encode_trajectory
 from deepeyes_cli.train.rl.driver import Rollout, collect, rollout_metrics
 from deepeyes_cli.train.rl.metrics import MetricsWriter
 from deepeyes_cli.train.rl.prompts import PromptSampler, load_prompts
-from deepeyes_cli.train.rl.update import TorchEngine, Updater, dist_info, mini_batches
+from deepeyes_cli.train.rl.update import Updater, mini_batches
 
 log = logging.getLogger(__name__)
 
@@ -50,18 +49,20 @@ def check_batch_sizes(rl: Any, world: int) -> int:
 
 
 class Trainer:
-    def __init__(self, recipe: Any, run_dir: Path, *, script: Any = None,
+    def __init__(self, recipe: Any, run_dir: Path, *, dist: Any = None, script: Any = None,
                  on_step: Callable[[StepResult], None] | None = None) -> None:
-        import torch
-
-        from deepeyes_cli.models.loading import load_model_and_processor
+        from deepeyes_cli.models.loading import load_model_and_processor, resolve_model_path
+        from deepeyes_cli.train.ckpt import Checkpointer
+        from deepeyes_cli.train.engine import DistInfo, EngineConfig, build_engine, engine_kind
 
         self.recipe, self.rl, self.run_dir, self.on_step = recipe, recipe.rl, Path(run_dir), on_step
-        self.rank, self.world = dist_info()
+        self.dist = dist or DistInfo()
+        self.rank, self.world = self.dist.rank, self.dist.world_size
         self.n_updates = check_batch_sizes(self.rl, self.world)
         seed = recipe.run.seed
-        state.seed_everything(seed + self.rank)
+        _seed_everything(seed + self.rank)
         mcfg = recipe.model.model_copy(update={"path": self.rl.init_from or recipe.model.path})
+        self.model_path = resolve_model_path(mcfg.path, cache_dir=recipe.run.cache_dir)
         self.model, self.processor = load_model_and_processor(mcfg, cache_dir=recipe.run.cache_dir)
         if self.rl.freeze_vision_tower:
             for p in self.model.model.visual.parameters():
@@ -71,18 +72,24 @@ class Trainer:
             self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         self.model.train()
         self.device = str(next(self.model.parameters()).device)
-        self.engine = TorchEngine(self.model, self.rl.learning_rate, self.rl.weight_decay, self.rl.max_grad_norm)
-        self.updater = Updater(self.engine, self.processor, self.rl, self.device,
-                               dtype=next(self.model.parameters()).dtype)
         self.prompts = load_prompts(self.rl.datasets, cache_dir=recipe.run.cache_dir)
         self.sampler = PromptSampler(len(self.prompts), seed)
+        la = recipe.launch
+        self.engine = build_engine(self.model, EngineConfig(
+            kind=engine_kind(la.launcher, la.zero_stage), zero_stage=la.zero_stage, mixed_precision=la.mixed_precision,
+            learning_rate=self.rl.learning_rate, weight_decay=self.rl.weight_decay, max_grad_norm=self.rl.max_grad_norm,
+            lr_scheduler="constant_with_warmup" if self.rl.warmup_steps else "constant",
+            warmup_steps=self.rl.warmup_steps, total_steps=self.total_steps() * self.n_updates,
+            micro_batch_size=self.rl.micro_batch_size_per_gpu, offload_optimizer=la.offload_optimizer,
+            offload_param=la.offload_param), self.dist)
+        self.updater = Updater(self.engine, self.processor, self.rl, self.device,
+                               dtype=next(self.model.parameters()).dtype)
         self.alarms = Alarms(self.rl.alarms, self.rl.max_response_length)
         self.step = 0
         self.script = script
         self.metrics = MetricsWriter(self.run_dir, enabled=self.rank == 0)
-        self.ckpt_dir = self.run_dir / "checkpoints"
-        torch.set_num_threads(max(1, torch.get_num_threads()))
-        if state.latest(self.ckpt_dir) is not None:
+        self.ckpt = Checkpointer(self.run_dir / "checkpoints", self.dist, keep=self.rl.keep_checkpoints)
+        if self.ckpt.latest() is not None:
             self.resume()
 
     # ------------------------------------------------------------------ state
@@ -91,11 +98,17 @@ class Trainer:
         return {"step": self.step, "sampler": self.sampler.state_dict(), "alarms": self.alarms.state_dict()}
 
     def save(self) -> Path:
-        return state.save(self.ckpt_dir, self.step, self.engine, self.client_state(), rank=self.rank,
-                          world=self.world, keep=self.rl.keep_checkpoints, processor=self.processor)
+        """Engine state, RNG, client state; then an HF export inside the checkpoint."""
+        from deepeyes_cli.train.ckpt import export_hf
+
+        path = self.ckpt.save(self.engine, self.step, self.client_state())
+        export_hf(self.engine, self.processor, path / "hf", self.dist, source_dir=self.model_path)
+        return path
 
     def resume(self) -> None:
-        client = state.load(self.ckpt_dir, self.engine, rank=self.rank)
+        latest = self.ckpt.latest()
+        assert latest is not None
+        client = self.ckpt.load(self.engine, latest)
         self.step = int(client["step"])
         self.sampler.load_state_dict(client["sampler"])
         self.alarms.load_state_dict(client["alarms"])
@@ -108,7 +121,8 @@ class Trainer:
         per = self.rl.train_batch_size // self.world
         return [self.prompts[i] for i in ids[self.rank * per:(self.rank + 1) * per]]
 
-    async def _rollouts(self, prompts: list[Any]) -> tuple[list[Rollout], dict[str, float]]:
+    async def _rollouts(self, prompts: list[Any], n: int | None = None, temperature: float | None = None
+                        ) -> tuple[list[Rollout], dict[str, float]]:
         from deepeyes_cli.agent.ask import build_runtime
         from deepeyes_cli.rewards.reward import RewardScorer, default_cache_path
         from deepeyes_cli.tools.registry import open_toolbox
@@ -118,14 +132,15 @@ class Trainer:
         if not hasattr(self, "rollout_engine"):
             self.rollout_engine = make_rollout_engine(recipe, self.model, self.processor, self.device, self.script)
         eng = self.rollout_engine
-        agent = recipe.agent.model_copy(update={"temperature": rl.temperature, "top_p": rl.top_p, "seed": None})
+        temp = rl.temperature if temperature is None else temperature
+        agent = recipe.agent.model_copy(update={"temperature": temp, "top_p": rl.top_p if temp else 1.0, "seed": None})
         async with AsyncExitStack() as stack:
             box = await stack.enter_async_context(open_toolbox(recipe))
             rt = build_runtime(recipe.model_copy(update={"agent": agent}), eng.policy, box)
             scorer = RewardScorer.from_config(recipe.reward, default_cache_path(recipe.reward, recipe.run.cache_dir))
             eng.before_rollout(self.model)
             try:
-                return await collect(prompts, rl.rollouts_per_prompt, rt, scorer)
+                return await collect(prompts, n or rl.rollouts_per_prompt, rt, scorer)
             finally:
                 eng.after_rollout(self.model)
 
@@ -165,6 +180,8 @@ class Trainer:
         metrics |= {"time/rollout_s": timings["time/rollout_s"], "time/score_s": timings["time/score_s"],
                     "time/prepare_s": t2 - t1, "time/update_s": t3 - t2, "time/weight_sync_s": sync_s,
                     "time/step_s": time.perf_counter() - t0}
+        if self.rl.validation.datasets and self.step % self.rl.test_freq == 0:
+            metrics |= self.validate()
         metrics = self._reduce(metrics)
         alarms = self.alarms.update(metrics)
         metrics |= self.alarms.trends()
@@ -175,6 +192,20 @@ class Trainer:
         if self.step % self.rl.save_freq == 0 or stop is not None:
             self.save()
         return StepResult(self.step, metrics, alarms, stop)
+
+    def validate(self) -> dict[str, float]:
+        """This rank's share of the held-out prompts, once each, through the same agent
+        loop and rewards (greedy by default); dumped as rollouts/val_step_N.jsonl."""
+        v = self.rl.validation
+        if not hasattr(self, "val_prompts"):
+            self.val_prompts = load_prompts(v.datasets, limit=v.max_samples, cache_dir=self.recipe.run.cache_dir)
+        mine = self.val_prompts[self.rank::self.world]
+        t0 = time.perf_counter()
+        rollouts, _ = asyncio.run(self._rollouts(mine, n=1, temperature=v.temperature))
+        m = rollout_metrics(rollouts, self.recipe.agent.tools)
+        if self.rl.rollout.dump:
+            self.metrics.dump_rollouts(self.step, [r.traj for r in rollouts], self.rank, prefix="val_step")
+        return {"val/" + k.split("/", 1)[1]: x for k, x in m.items()} | {"time/validation_s": time.perf_counter() - t0}
 
     def _reduce(self, metrics: dict[str, float]) -> dict[str, float]:
         """Means over ranks (times: the max, the slowest rank sets the pace)."""
@@ -201,12 +232,14 @@ class Trainer:
         return out
 
     def total_steps(self) -> int:
+        """rl.rollout.max_steps, else total_epochs passes over the prompts."""
         if self.rl.rollout.max_steps:
             return self.rl.rollout.max_steps
         return max(1, self.rl.total_epochs * len(self.prompts) // self.rl.train_batch_size)
 
     def run(self) -> list[StepResult]:
         results = []
+        self.engine.train()
         try:
             while self.step < self.total_steps():
                 res = self.train_step()
@@ -222,3 +255,14 @@ class Trainer:
         if self.rank == 0:
             self.metrics.report()
         return results
+
+
+def _seed_everything(seed: int) -> None:
+    import random
+
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)

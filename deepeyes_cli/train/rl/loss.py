@@ -1,10 +1,9 @@
-"""The GRPO policy loss: per-token logprobs at generated positions only, the PPO clip with
-clip-higher and dual-clip, optional truncated importance sampling, and the exact
-token-mean scale across ranks and accumulation steps.
+"""The GRPO policy loss: the PPO clip with clip-higher and dual-clip, optional truncated
+importance sampling, and the exact token-mean scale across ranks and accumulation steps.
 
-Logprobs are computed from the decoder's hidden states at mask-1 positions, ``lm_head``
-applied in chunks (under activation checkpointing when grads are on): full logits of a
-16k-token sequence would take ~10 GB in fp32 (``rl_design.md`` §2.4).
+Logprobs with grad come from the shared :func:`deepeyes_cli.train.loss.masked_logprobs`
+(through the engine, mask-1 positions only, ``lm_head`` in checkpointed chunks); the old
+policy's no-grad pass here also gives the entropy.
 """
 
 from __future__ import annotations
@@ -30,43 +29,28 @@ def token_mean_scale(tokens_global: int, world: int, gas: int, *, engine_divides
     return scale
 
 
-def masked_logprobs(model: Any, inputs: dict[str, Any], target_mask: Any, chunk_tokens: int = 2048,
-                    with_entropy: bool = False) -> tuple[Any, Any | None]:
-    """Logprobs of ``input_ids[t]`` for every position t with ``target_mask[t] == 1`` (row
-    major), and optionally the entropy of the distribution that predicted it (no grad).
-    Position 0 can never be a target (nothing predicts it)."""
+def old_logprobs_and_entropy(model: Any, inputs: dict[str, Any], target_mask: Any,
+                             chunk_tokens: int = 2048) -> tuple[Any, Any]:
+    """No-grad logprobs of the mask-1 tokens (the same positions and order as
+    :func:`deepeyes_cli.train.loss.masked_logprobs`, which the update uses) and the entropy
+    of each predicting distribution, from one forward: the "old" policy of the step."""
     import torch
-    from torch.utils.checkpoint import checkpoint
 
-    ids = inputs["input_ids"]
     core = model.model
-    if hasattr(core, "rope_deltas"):
+    if getattr(core, "rope_deltas", None) is not None:
         core.rope_deltas = None  # left over from generation; the forward recomputes M-RoPE
-    hidden = core(**inputs, use_cache=False).last_hidden_state  # (B, L, H)
-    targets = target_mask[:, 1:].bool()
-    h = hidden[:, :-1][targets]  # (N, H): the states that predict each target
-    labels = ids[:, 1:][targets]
-    head = model.lm_head
-
-    def chunk_logp(hc: Any, lc: Any) -> Any:
-        logits = head(hc).float()
-        return torch.log_softmax(logits, -1).gather(-1, lc[:, None]).squeeze(-1)
-
-    outs, ents = [], []
-    for s in range(0, h.shape[0], chunk_tokens):
-        hc, lc = h[s:s + chunk_tokens], labels[s:s + chunk_tokens]
-        if torch.is_grad_enabled() and hc.requires_grad:
-            outs.append(checkpoint(chunk_logp, hc, lc, use_reentrant=False))
-        else:
-            outs.append(chunk_logp(hc, lc))
-        if with_entropy:
-            with torch.no_grad():
-                lp = torch.log_softmax(head(hc.detach()).float(), -1)
-                ents.append(-(lp.exp() * lp).sum(-1))
-    empty = hidden.new_zeros(0, dtype=torch.float32)
-    logp = torch.cat(outs) if outs else empty + hidden.sum() * 0  # keeps the graph (ZeRO-3 needs a backward)
-    ent = (torch.cat(ents) if ents else empty) if with_entropy else None
-    return logp, ent
+    with torch.no_grad():
+        hidden = core(**inputs, use_cache=False).last_hidden_state
+        targets = target_mask[:, 1:].to(hidden.device).bool()
+        h = hidden[:, :-1][targets]
+        labels = inputs["input_ids"][:, 1:][targets]
+        outs, ents = [], []
+        for s in range(0, h.shape[0], chunk_tokens):
+            lp = torch.log_softmax(model.lm_head(h[s:s + chunk_tokens]).float(), -1)
+            outs.append(lp.gather(-1, labels[s:s + chunk_tokens, None])[:, 0])
+            ents.append(-(lp.exp() * lp).sum(-1))
+        empty = hidden.new_zeros(0, dtype=torch.float32)
+        return (torch.cat(outs) if outs else empty), (torch.cat(ents) if ents else empty)
 
 
 @dataclass

@@ -22,46 +22,33 @@ CURVES = [("rollout/reward", "reward"), ("rollout/tool_calls", "tool calls / tra
 
 
 class MetricsWriter:
-    def __init__(self, run_dir: Path, enabled: bool = True) -> None:
+    """The training floor's :class:`~deepeyes_cli.train.metrics.MetricsLogger` (metrics.jsonl,
+    TensorBoard, W&B) plus the alarm names of each step, rollout dumps and the report."""
+
+    def __init__(self, run_dir: Path, enabled: bool = True, report_to: Sequence[str] = ("tensorboard",)) -> None:
+        from deepeyes_cli.train.metrics import MetricsLogger
+
         self.run_dir, self.enabled = Path(run_dir), enabled
         self.path = self.run_dir / "metrics.jsonl"
-        self._tb: Any = None
-        if enabled:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-
-                self._tb = SummaryWriter(str(self.run_dir / "tb"))
-            except ImportError:  # tensorboard not installed: metrics.jsonl only
-                self._tb = None
+        self._logger = MetricsLogger(self.run_dir, report_to=report_to, enabled=enabled)
 
     def log(self, step: int, metrics: dict[str, float], alarms: Sequence[Alarm] = ()) -> None:
         for al in alarms:
             log.warning("step %d alarm %s", step, al.as_text())
-        if not self.enabled:
-            return
-        rec = {"step": step, **{k: (None if v != v else v) for k, v in metrics.items()},
-               "alarms": [al.name for al in alarms]}
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        # a step resumed after kill -9 is logged again: readers keep the last line of a step
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(rec) + "\n")
-        if self._tb is not None:
-            for k, v in metrics.items():
-                if v == v:
-                    self._tb.add_scalar(k, v, step)
-            self._tb.flush()
+        # a step re-run after kill -9 is logged again: readers keep the last line of a step
+        self._logger.log(step, {**metrics, "alarms": [al.name for al in alarms]})  # type: ignore[dict-item]
 
-    def dump_rollouts(self, step: int, trajs: Sequence[Trajectory], rank: int = 0) -> Path:
+    def dump_rollouts(self, step: int, trajs: Sequence[Trajectory], rank: int = 0, prefix: str = "step") -> Path:
         from deepeyes_cli.agent.trajectory import append_jsonl
 
-        path = self.run_dir / "rollouts" / (f"step_{step:06d}.jsonl" if rank == 0 else f"step_{step:06d}.rank{rank}.jsonl")
+        name = f"{prefix}_{step:06d}" + ("" if rank == 0 else f".rank{rank}")
+        path = self.run_dir / "rollouts" / f"{name}.jsonl"
         path.unlink(missing_ok=True)  # a re-run step replaces its dump
         append_jsonl(path, trajs)
         return path
 
     def close(self) -> None:
-        if self._tb is not None:
-            self._tb.close()
+        self._logger.close()
 
     def report(self) -> Path | None:
         return write_report(self.run_dir)

@@ -5,6 +5,8 @@ every mini-batch the ranks all-gather their trajectories, each computes the same
 balanced plan (``advantage.plan_micro_batches``) and takes its share, padded with dummy
 micro-batches to the same count. The gradient of a micro-batch is its token-loss sum times
 ``token_mean_scale``: the whole mini-batch's token mean, exactly, whatever its split.
+The engine is the training floor's (``deepeyes_cli.train.engine``): its ``backward`` takes
+each micro-batch's share of the global mean and undoes its own rank/accumulation averaging.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any
 
 from deepeyes_cli.train.rl.advantage import plan_micro_batches
 from deepeyes_cli.train.rl.batch import Encoded, MicroBatch, collate, dummy
-from deepeyes_cli.train.rl.loss import LossStats, masked_logprobs, policy_loss, token_mean_scale
+from deepeyes_cli.train.rl.loss import LossStats, old_logprobs_and_entropy, policy_loss, token_mean_scale
 
 
 def dist_info() -> tuple[int, int]:
@@ -48,55 +50,6 @@ def all_reduce_sum(x: float) -> float:
     t = torch.tensor([x], dtype=torch.float64)
     dist.all_reduce(t)
     return float(t.item())
-
-
-class TorchEngine:
-    """Full replicas, gradients averaged over ranks (gloo or NCCL), AdamW, grad clipping:
-    the CPU and debugging engine. Backward does not divide by accumulation steps."""
-
-    divides_by_gas = False
-    averages_over_ranks = True
-
-    def __init__(self, model: Any, lr: float, weight_decay: float, max_grad_norm: float) -> None:
-        import torch
-
-        self.model = model
-        self.params = [p for p in model.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(self.params, lr=lr, weight_decay=weight_decay)
-        self.max_grad_norm = max_grad_norm
-        self.rank, self.world = dist_info()
-
-    def backward(self, loss: Any) -> None:
-        loss.backward()
-
-    def reduce_grads(self) -> None:
-        """Average gradients over ranks (what DDP and ZeRO do)."""
-        import torch
-        import torch.distributed as dist
-
-        if self.world > 1:
-            for p in self.params:
-                if p.grad is None:
-                    p.grad = torch.zeros_like(p)
-                dist.all_reduce(p.grad)
-                p.grad /= self.world
-
-    def step(self) -> float:
-        """Average grads over ranks, clip, step; the norm before clipping."""
-        import torch
-
-        self.reduce_grads()
-        norm = float(torch.nn.utils.clip_grad_norm_(self.params, self.max_grad_norm))
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        return norm
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
 
 
 @dataclass
@@ -157,7 +110,7 @@ class Updater:
         """Old logprobs for every mini-batch first (the pre-step policy), then one update each."""
         import torch
 
-        rl, model, stats = self.rl, self.engine.model, StepStats()
+        rl, model, stats = self.rl, self.engine.module, StepStats()
         prepared = [self.prepare(items) for items in per_update]
         plans = [p for p, _ in prepared]
         batches = [b for _, b in prepared]
@@ -166,9 +119,9 @@ class Updater:
             for plan, mbs in zip(plans, batches, strict=True):
                 row = []
                 for micro, mb in zip(plan, mbs, strict=True):
-                    lp, ent = masked_logprobs(model, mb.inputs, mb.target_mask, rl.logprob_chunk_tokens, True)
-                    row.append(lp.detach())
-                    if micro and ent is not None and ent.numel():
+                    lp, ent = old_logprobs_and_entropy(model, mb.inputs, mb.target_mask, rl.logprob_chunk_tokens)
+                    row.append(lp)
+                    if micro and ent.numel():
                         stats.entropy_sum += float(ent.sum())
                         stats.entropy_n += int(ent.numel())
                     if micro and mb.rollout_logprobs is not None and mb.rollout_logprobs.numel():
@@ -177,7 +130,7 @@ class Updater:
                 olds.append(row)
         for plan, mbs, old in zip(plans, batches, olds, strict=True):
             if self.accumulate(plan, mbs, old, stats):
-                stats.grad_norms.append(self.engine.step())
+                stats.grad_norms.append(float(self.engine.step()["grad_norm"]))
         return stats
 
     def prepare(self, items: list[Encoded]) -> tuple[list[list[Encoded]], list[MicroBatch]]:
@@ -189,15 +142,14 @@ class Updater:
         """Forward and backward every micro-batch of one mini-batch, each scaled so the summed
         gradient (after the engine's rank average) is the mini-batch's exact token mean.
         False when the mini-batch has no token to train on (then nothing was run)."""
-        rl, model = self.rl, self.engine.model
+        rl = self.rl
         n_global = int(all_reduce_sum(float(sum(mb.n_targets for m, mb in zip(plan, mbs, strict=True) if m))))
         if n_global == 0:  # every trajectory filtered out: no update (weight decay would still move)
             return False
-        scale = token_mean_scale(n_global, self.engine.world, len(mbs),
-                                 engine_divides_by_gas=self.engine.divides_by_gas,
-                                 engine_averages_over_ranks=self.engine.averages_over_ranks)
+        scale = token_mean_scale(n_global, self.engine.dist.world_size, len(mbs), engine_divides_by_gas=False,
+                                 engine_averages_over_ranks=False)  # the floor's engines take the share
         for micro, mb, old_lp in zip(plan, mbs, old, strict=True):
-            lp, _ = masked_logprobs(model, mb.inputs, mb.target_mask, rl.logprob_chunk_tokens)
+            lp = self.engine.logprobs(mb.inputs, mb.target_mask)
             total, ls = policy_loss(lp, old_lp, mb.advantages, clip_low=rl.clip_ratio_low,
                                     clip_high=rl.clip_ratio_high, dual_clip_c=rl.dual_clip_c,
                                     rollout_logp=mb.rollout_logprobs, tis_cap=rl.stability.tis_cap)

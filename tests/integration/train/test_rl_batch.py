@@ -12,7 +12,7 @@ from rl_helpers import rollouts
 from deepeyes_cli.models.loading import load_model, load_processor
 from deepeyes_cli.protocol import tags
 from deepeyes_cli.train.rl.batch import collate, encode_trajectory
-from deepeyes_cli.train.rl.loss import masked_logprobs
+from deepeyes_cli.train.loss import masked_logprobs
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +107,7 @@ def test_masked_tokens_get_zero_gradient(tiny, trajs) -> None:
 
     h = model.model.register_forward_hook(keep)
     try:
-        logp, _ = masked_logprobs(model, mb.inputs, mb.target_mask, chunk_tokens=16)
+        logp = masked_logprobs(model, mb.inputs, mb.target_mask, chunk=16)
         logp.sum().backward()
     finally:
         h.remove()

@@ -38,17 +38,18 @@ def _grads(model) -> torch.Tensor:
 
 
 def _old(model, mbs):
-    from deepeyes_cli.train.rl.loss import masked_logprobs
+    from deepeyes_cli.train.rl.loss import old_logprobs_and_entropy
 
-    with torch.no_grad():  # a stale policy: shift old logprobs so ratios differ from 1 (clip stays inactive)
-        return [masked_logprobs(model, mb.inputs, mb.target_mask, 16)[0] - 0.05 for mb in mbs]
+    # a stale policy: shift old logprobs so ratios differ from 1 (the clip stays inactive)
+    return [old_logprobs_and_entropy(model, mb.inputs, mb.target_mask, 16)[0] - 0.05 for mb in mbs]
 
 
 def _worker(rank: int, world: int, init: str, model_dir: str, out: str) -> None:
     import torch.distributed as dist
 
     from deepeyes_cli.models.loading import load_model, load_processor
-    from deepeyes_cli.train.rl.update import StepStats, TorchEngine, Updater
+    from deepeyes_cli.train.engine import DistInfo, EngineConfig, build_engine
+    from deepeyes_cli.train.rl.update import StepStats, Updater
 
     dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
     torch.set_num_threads(1)
@@ -56,12 +57,16 @@ def _worker(rank: int, world: int, init: str, model_dir: str, out: str) -> None:
     model.train()
     items = _items()
     mine = items[rank::world]
-    engine = TorchEngine(model, 1e-3, 0.0, 1e9)
+    engine = build_engine(model, EngineConfig(kind="torch"), DistInfo(rank, world, rank, "cpu", "gloo"))
     up = Updater(engine, proc, _rl_cfg())
     plan, mbs = up.prepare(mine)
     stats = StepStats()
     assert up.accumulate(plan, mbs, _old(model, mbs), stats)
-    engine.reduce_grads()
+    for p in model.parameters():  # what the torch engine's step does first: sum over ranks
+        if p.requires_grad:
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+            dist.all_reduce(p.grad)
     counts = [None] * world
     dist.all_gather_object(counts, len(plan))
     if rank == 0:
@@ -74,7 +79,8 @@ def test_token_mean_on_two_gloo_ranks_equals_full_batch_gradient(tmp_path: Path,
     from deepeyes_cli.models.loading import load_model, load_processor
     from deepeyes_cli.protocol import tags
     from deepeyes_cli.train.rl.batch import collate
-    from deepeyes_cli.train.rl.loss import masked_logprobs, policy_loss
+    from deepeyes_cli.train.loss import masked_logprobs
+    from deepeyes_cli.train.rl.loss import policy_loss
 
     out = tmp_path / "rank0.pt"
     os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -87,7 +93,7 @@ def test_token_mean_on_two_gloo_ranks_equals_full_batch_gradient(tmp_path: Path,
     items = _items()
     mb = collate(items, proc, proc.tokenizer.convert_tokens_to_ids(tags.ENDOFTEXT))
     old = _old(model, [mb])[0]
-    lp, _ = masked_logprobs(model, mb.inputs, mb.target_mask, 16)
+    lp = masked_logprobs(model, mb.inputs, mb.target_mask, 16)
     total, _ = policy_loss(lp, old, mb.advantages, clip_low=0.2, clip_high=0.2, dual_clip_c=3.0)
     (total / mb.n_targets).backward()  # the token mean over the whole batch, one process
     want = _grads(model)

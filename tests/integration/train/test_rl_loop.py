@@ -54,7 +54,7 @@ def test_resume_is_bit_exact(tmp_path: Path) -> None:
     lines = [json.loads(x) for x in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
     assert [x["step"] for x in lines] == [1, 2] and "time/update_s" in lines[0]
     assert (tmp_path / "b" / "report.md").is_file() and (tmp_path / "b" / "curves.png").is_file()
-    assert (tmp_path / "b" / "checkpoints" / "step_000002" / "hf" / "model.safetensors").is_file()
+    assert (tmp_path / "b" / "checkpoints" / "step-000002" / "hf" / "model.safetensors").is_file()
 
 
 def _free_port() -> int:
