@@ -11,8 +11,8 @@ from rl_helpers import rollouts
 
 from deepeyes_cli.models.loading import load_model, load_processor
 from deepeyes_cli.protocol import tags
-from deepeyes_cli.train.rl.batch import collate, encode_trajectory
 from deepeyes_cli.train.loss import masked_logprobs
+from deepeyes_cli.train.rl.batch import collate, encode_trajectory
 
 
 @pytest.fixture(scope="module")

@@ -78,8 +78,8 @@ def _worker(rank: int, world: int, init: str, model_dir: str, out: str) -> None:
 def test_token_mean_on_two_gloo_ranks_equals_full_batch_gradient(tmp_path: Path, tiny_model_dir: Path) -> None:
     from deepeyes_cli.models.loading import load_model, load_processor
     from deepeyes_cli.protocol import tags
-    from deepeyes_cli.train.rl.batch import collate
     from deepeyes_cli.train.loss import masked_logprobs
+    from deepeyes_cli.train.rl.batch import collate
     from deepeyes_cli.train.rl.loss import policy_loss
 
     out = tmp_path / "rank0.pt"
