@@ -133,7 +133,10 @@ class Trainer:
             self.rollout_engine = make_rollout_engine(recipe, self.model, self.processor, self.device, self.script)
         eng = self.rollout_engine
         temp = rl.temperature if temperature is None else temperature
-        agent = recipe.agent.model_copy(update={"temperature": temp, "top_p": rl.top_p if temp else 1.0, "seed": None})
+        update: dict[str, Any] = {"temperature": temp, "top_p": rl.top_p if temp else 1.0, "seed": None}
+        if "code" in recipe.agent.tools and recipe.sandbox.max_sessions < recipe.agent.concurrency:
+            update["concurrency"] = recipe.sandbox.max_sessions  # more would fail as "sandbox busy"
+        agent = recipe.agent.model_copy(update=update)
         async with AsyncExitStack() as stack:
             box = await stack.enter_async_context(open_toolbox(recipe))
             rt = build_runtime(recipe.model_copy(update={"agent": agent}), eng.policy, box)
