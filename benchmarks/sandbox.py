@@ -233,7 +233,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--url", help="A running server; default: start `deepeyes sandbox serve` here.")
     p.add_argument("--token")
-    p.add_argument("--isolation", default="bwrap", choices=["bwrap", "none"], help="For the server we start.")
+    p.add_argument("--isolation", default="bwrap", choices=["bwrap", "docker", "none"],
+                   help="For the server we start (docker: the engine at DOCKER_HOST, sandbox.docker_image).")
     p.add_argument("--pool-size", type=int, default=4, help="For the server we start.")
     p.add_argument("--n", type=int, default=200, help="Warm round trips.")
     p.add_argument("--sessions", type=int, default=20, help="New sessions.")
