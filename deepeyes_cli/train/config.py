@@ -87,6 +87,8 @@ class RLConfig(Section):
     logprob_chunk_tokens: int = Field(2048, ge=16, description="lm_head runs on at most this many tokens at once.")
     micro_batch_max_tokens: int | None = Field(None, ge=16, description="Token-packed micro-batches instead of "
                                                                         "micro_batch_size_per_gpu.")
+    report_to: list[Literal["tensorboard", "wandb"]] = Field(
+        ["tensorboard"], description="Besides metrics.jsonl (W&B: WANDB_MODE=offline works without an account).")
     stability: StabilityConfig = Field(default_factory=StabilityConfig)
     alarms: AlarmConfig = Field(default_factory=AlarmConfig)
     rollout: RolloutConfig = Field(default_factory=RolloutConfig)

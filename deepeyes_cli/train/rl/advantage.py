@@ -114,16 +114,18 @@ Plan = list[list[list[int]]]  # [rank][micro-batch] -> item indices; [] is a dum
 
 
 def balance_ranks(lengths: Sequence[int], world: int) -> list[list[int]]:
-    """Assign items to ranks so token totals are as even as possible (longest first, to the
-    lightest rank; ties by fewer items, then rank). Deterministic: every rank computes the
-    same answer from the same all-gathered lengths."""
-    loads = [(0, 0, r) for r in range(world)]
+    """Assign items to ranks: counts as even as possible (at most ceil(n/world) each, so the
+    micro-batch count per rank is known in advance), tokens balanced within that (longest
+    first, to the lightest rank with room; ties by rank). Deterministic: every rank computes
+    the same answer from the same all-gathered lengths."""
+    cap = -(-len(lengths) // world) if lengths else 0
+    loads = [[0, 0, r] for r in range(world)]  # tokens, count, rank
     out: list[list[int]] = [[] for _ in range(world)]
     for i in sorted(range(len(lengths)), key=lambda i: (-lengths[i], i)):
-        loads.sort()
-        tokens, count, r = loads[0]
-        out[r].append(i)
-        loads[0] = (tokens + lengths[i], count + 1, r)
+        load = min((x for x in loads if x[1] < cap), key=lambda x: (x[0], x[1], x[2]))
+        out[load[2]].append(i)
+        load[0] += lengths[i]
+        load[1] += 1
     return [sorted(x) for x in out]
 
 
@@ -147,11 +149,13 @@ def micro_batches(indices: Sequence[int], lengths: Sequence[int], per_micro: int
 
 
 def plan_micro_batches(lengths: Sequence[int], world: int, per_micro: int = 1,
-                       max_tokens: int | None = None) -> Plan:
+                       max_tokens: int | None = None, min_count: int = 1) -> Plan:
     """Balance items over ranks, split each rank's share into micro-batches, and pad every
     rank with dummy (empty) micro-batches to the same count: under ZeRO-3 each forward is
     collective, so a rank with fewer micro-batches would hang the others."""
     per_rank = [micro_batches(idx, lengths, per_micro, max_tokens) for idx in balance_ranks(lengths, world)]
     n = max((len(m) for m in per_rank), default=0)
-    n = max(n, 1)  # every rank runs at least one (dummy) forward: the collective must happen
+    # every rank runs at least one (dummy) forward: the collective must happen; DeepSpeed
+    # wants its configured accumulation count (min_count) every mini-batch
+    n = max(n, min_count, 1)
     return [m + [[] for _ in range(n - len(m))] for m in per_rank]

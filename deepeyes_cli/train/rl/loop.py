@@ -24,7 +24,7 @@ from deepeyes_cli.train.rl.batch import Encoded, encode_trajectory
 from deepeyes_cli.train.rl.driver import Rollout, collect, rollout_metrics
 from deepeyes_cli.train.rl.metrics import MetricsWriter
 from deepeyes_cli.train.rl.prompts import PromptSampler, load_prompts
-from deepeyes_cli.train.rl.update import Updater, mini_batches
+from deepeyes_cli.train.rl.update import Updater, accumulation_steps, mini_batches
 
 log = logging.getLogger(__name__)
 
@@ -75,19 +75,23 @@ class Trainer:
         self.prompts = load_prompts(self.rl.datasets, cache_dir=recipe.run.cache_dir)
         self.sampler = PromptSampler(len(self.prompts), seed)
         la = recipe.launch
+        if engine_kind(la.launcher, la.zero_stage) == "deepspeed" and self.rl.micro_batch_max_tokens:
+            raise RecipeError("rl.micro_batch_max_tokens (packed micro-batches) does not work with DeepSpeed yet: "
+                              "its accumulation window is fixed", hint="unset it, or use launch.zero_stage=0")
         self.engine = build_engine(self.model, EngineConfig(
             kind=engine_kind(la.launcher, la.zero_stage), zero_stage=la.zero_stage, mixed_precision=la.mixed_precision,
             learning_rate=self.rl.learning_rate, weight_decay=self.rl.weight_decay, max_grad_norm=self.rl.max_grad_norm,
             lr_scheduler="constant_with_warmup" if self.rl.warmup_steps else "constant",
             warmup_steps=self.rl.warmup_steps, total_steps=self.total_steps() * self.n_updates,
             micro_batch_size=self.rl.micro_batch_size_per_gpu, offload_optimizer=la.offload_optimizer,
+            gradient_accumulation_steps=accumulation_steps(self.rl, self.world),
             offload_param=la.offload_param), self.dist)
         self.updater = Updater(self.engine, self.processor, self.rl, self.device,
                                dtype=next(self.model.parameters()).dtype)
         self.alarms = Alarms(self.rl.alarms, self.rl.max_response_length)
         self.step = 0
         self.script = script
-        self.metrics = MetricsWriter(self.run_dir, enabled=self.rank == 0)
+        self.metrics = MetricsWriter(self.run_dir, enabled=self.rank == 0, report_to=self.rl.report_to)
         self.ckpt = Checkpointer(self.run_dir / "checkpoints", self.dist, keep=self.rl.keep_checkpoints)
         if self.ckpt.latest() is not None:
             self.resume()

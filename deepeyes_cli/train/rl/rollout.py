@@ -65,8 +65,8 @@ class ScriptedTokens:
 class RolloutEngine:
     """A rollout policy and the way to refresh it from the trainer."""
 
-    def __init__(self, policy: Policy, kind: str, llm: Any = None, scratch: Path | None = None) -> None:
-        self.policy, self.kind, self.llm, self.scratch = policy, kind, llm, scratch
+    def __init__(self, policy: Policy, kind: str, scratch: Path | None = None) -> None:
+        self.policy, self.kind, self.scratch = policy, kind, scratch
 
     def before_rollout(self, model: Any) -> None:
         if self.kind == "transformers":
@@ -80,15 +80,13 @@ class RolloutEngine:
         """Push the trainer's weights; seconds spent (0 for a shared module)."""
         import time
 
-        if self.kind != "vllm" or self.llm is None:
+        if self.kind != "vllm":
             return 0.0
         from deepeyes_cli.train.rl import weight_sync
 
         t0 = time.perf_counter()
-        if self.scratch is not None:  # vLLM's CPU build: in-place edits are ignored (fp32 oneDNN)
-            weight_sync.push_via_reload(self.llm, model, self.scratch)
-        else:
-            weight_sync.push_in_process(self.llm, model)
+        assert self.scratch is not None
+        weight_sync.push_via_reload(self.policy, model, self.scratch)
         return time.perf_counter() - t0
 
 
@@ -121,10 +119,13 @@ def make_rollout_engine(recipe: Any, model: Any, processor: Any, device: str,
             script = ScriptedPolicy.from_file(spec).turns
         return RolloutEngine(ScriptedTokens(script, processor), kind)
     if kind == "vllm":
+        import os
+        import tempfile
+
         from deepeyes_cli.policy.vllm_engine import VLLMPolicy
 
-        vpol = VLLMPolicy.from_recipe(recipe)
-        llm = vpol.engine
-        scratch = None if device.startswith("cuda") else Path(recipe.run.cache_dir or "/tmp") / "rl-weight-sync"
-        return RolloutEngine(vpol, kind, llm=llm, scratch=scratch)
+        vpol = VLLMPolicy.from_recipe(recipe.model_copy(update={"model": recipe.model.model_copy(
+            update={"path": recipe.rl.init_from or recipe.model.path})}))
+        scratch = Path(tempfile.gettempdir()) / f"deepeyes-rl-sync-{os.getpid()}"
+        return RolloutEngine(vpol, kind, scratch=scratch)
     raise RecipeError(f"unknown rl.rollout.backend {kind}", hint="auto, transformers, vllm or scripted")

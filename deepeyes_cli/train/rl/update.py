@@ -90,11 +90,19 @@ def mini_batches(groups: Sequence[Sequence[Encoded]], n_updates: int) -> list[li
     return out
 
 
-def plan_rank(items: list[Encoded], per_micro: int, max_tokens: int | None) -> list[list[Encoded]]:
+def accumulation_steps(rl: Any, world: int) -> int:
+    """Micro-batches per rank per mini-batch when none is filtered out (DeepSpeed's fixed
+    accumulation window; filtered mini-batches are padded up to it with dummies)."""
+    items = rl.ppo_mini_batch_size * rl.rollouts_per_prompt
+    return math.ceil(math.ceil(items / world) / rl.micro_batch_size_per_gpu)
+
+
+def plan_rank(items: list[Encoded], per_micro: int, max_tokens: int | None, min_count: int = 1
+              ) -> list[list[Encoded]]:
     """This rank's micro-batches of a mini-batch (rebalanced over all ranks); [] = dummy."""
     rank, world = dist_info()
     everything = all_gather_items(items)
-    plan = plan_micro_batches([len(e) for e in everything], world, per_micro, max_tokens)
+    plan = plan_micro_batches([len(e) for e in everything], world, per_micro, max_tokens, min_count)
     return [[everything[i] for i in micro] for micro in plan[rank]]
 
 
@@ -135,7 +143,9 @@ class Updater:
 
     def prepare(self, items: list[Encoded]) -> tuple[list[list[Encoded]], list[MicroBatch]]:
         """This rank's rebalanced micro-batches of one mini-batch, collated."""
-        plan = plan_rank(items, self.rl.micro_batch_size_per_gpu, self.rl.micro_batch_max_tokens)
+        fixed = getattr(self.engine, "kind", "torch") == "deepspeed"
+        plan = plan_rank(items, self.rl.micro_batch_size_per_gpu, self.rl.micro_batch_max_tokens,
+                         accumulation_steps(self.rl, self.engine.dist.world_size) if fixed else 1)
         return plan, [self._collate(m) for m in plan]
 
     def accumulate(self, plan: list[list[Encoded]], mbs: list[MicroBatch], old: list[Any], stats: StepStats) -> bool:

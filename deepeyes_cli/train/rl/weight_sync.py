@@ -4,11 +4,13 @@
   a decoder layer at a time (embeddings and ``lm_head`` on their own, the frozen vision
   tower skipped): under ZeRO-3 every rank enters ``GatheredParameters`` for the same group
   in the same order, ~30 all-gathers instead of one per parameter.
-- **How they get in:** on GPU, vLLM's in-process ``load_weights`` through ``apply_model``
-  (``external_launcher`` keeps the engine in this process; ``rl_design.md`` §1.5). On
-  vLLM's CPU build in-place edits of fp32 weights are silently ignored (its Linears are
-  repacked into oneDNN), so there the weights go through safetensors and
-  ``collective_rpc("reload_weights", weights_path=DIR)``, which repacks.
+- **How they get in:** with a colocated synchronous ``LLM`` (``external_launcher`` keeps
+  the engine in this process; ``rl_design.md`` §1.5), vLLM's in-process ``load_weights``
+  through ``apply_model`` (:func:`push_in_process`). The vLLM backend the rollouts use
+  today is ``AsyncLLM``, whose EngineCore is another process, and on vLLM's CPU build
+  in-place edits of fp32 weights are silently ignored (its Linears are repacked into
+  oneDNN): there the weights go through safetensors and
+  ``collective_rpc("reload_weights", weights_path=DIR)``, which repacks (:func:`push_via_reload`).
 - **Names:** :func:`vllm_name` is the HF→vLLM mapping (vLLM's ``hf_to_vllm_mapper`` plus
   its stacked q/k/v and gate/up projections). ``load_weights`` applies it itself; we keep
   it to prove that every trainer parameter has a home in the engine.
@@ -125,9 +127,11 @@ def save_for_reload(model: Any, out_dir: str | Path) -> Path:
     return out
 
 
-def push_via_reload(llm: Any, model: Any, scratch_dir: str | Path) -> int:
-    """CPU path (vLLM's CPU build): save, then ``reload_weights`` from that directory."""
+def push_via_reload(policy: Any, model: Any, scratch_dir: str | Path) -> int:
+    """The path through the vLLM backend's ``AsyncLLM`` (its EngineCore is another process,
+    so no in-process edit reaches it; on vLLM's CPU build in-place edits of fp32 weights are
+    ignored anyway): save, ``reload_weights`` from that directory, reset the prefix cache."""
     path = save_for_reload(model, scratch_dir)
-    llm.collective_rpc("reload_weights", kwargs={"weights_path": str(path)})
-    llm.reset_prefix_cache()
+    policy.call_engine("collective_rpc", "reload_weights", kwargs={"weights_path": str(path)})
+    policy.call_engine("reset_prefix_cache")
     return sum(1 for _ in model.parameters())

@@ -86,7 +86,8 @@ def test_balance_is_deterministic_and_even() -> None:
     parts = balance_ranks(lengths, 2)
     assert sorted(i for p in parts for i in p) == list(range(7))
     loads = [sum(lengths[i] for i in p) for p in parts]
-    assert abs(loads[0] - loads[1]) <= 10
+    assert sorted(len(p) for p in parts) == [3, 4]  # counts even first (a fixed micro-batch count)
+    assert abs(loads[0] - loads[1]) <= 100
     assert balance_ranks(lengths, 2) == parts
 
 
@@ -100,6 +101,9 @@ def test_every_rank_gets_the_same_number_of_micro_batches(world: int) -> None:
         plan = plan_micro_batches(lengths, world, per_micro, max_tokens)
         assert len(plan) == world
         assert len({len(p) for p in plan}) == 1 and len(plan[0]) >= 1
+        if max_tokens is None:  # the count is known in advance: ceil(ceil(n / world) / per_micro)
+            assert len(plan[0]) == max(1, math.ceil(math.ceil(len(lengths) / world) / per_micro))
+        assert len(plan_micro_batches(lengths, world, per_micro, max_tokens, min_count=20)[0]) >= 20
         used = sorted(i for p in plan for m in p for i in m)
         assert used == list(range(len(lengths)))  # each item exactly once
         for p in plan:
