@@ -24,8 +24,10 @@ import sys
 import time
 from pathlib import Path
 
-RL_ARGS = ["rl.datasets=[builtin:count]", "agent.tools=[code]", "agent.max_tokens_per_turn=160",
-           "agent.max_turns=3", "sandbox.pool_size=2"]
+from deepeyes_cli.testing.rl_task import SYSTEM_PROMPT
+
+RL_ARGS = ["rl.datasets=[builtin:count]", "agent.tools=[code]", "agent.max_tokens_per_turn=96",
+           "agent.max_turns=3", "sandbox.pool_size=2", f"agent.system_prompt={SYSTEM_PROMPT}"]
 
 
 def cli(*args: str, log: Path) -> None:
@@ -93,6 +95,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--sft-samples", type=int, default=128)
+    ap.add_argument("--sft-epochs", type=int, default=8)
     ap.add_argument("--window", type=int, default=4, help="steps averaged at the start and at the end")
     ap.add_argument("rl_overrides", nargs="*")
     args = ap.parse_args()
@@ -103,9 +106,10 @@ def main() -> None:
     if not (export / "config.json").is_file():
         data = out / "sft-data.jsonl"
         sft_data(data, args.sft_samples)
-        cli("sft", "-r", "tiny", f"sft.datasets=[{data}]", "sft.epochs=3", "sft.learning_rate=3e-3",
-            "sft.gradient_accumulation_steps=1", "sft.per_device_batch_size=4", "sft.save_steps=1000",
-            "sft.report_to=[]", "--run-dir", str(out / "sft"), log=out / "sft.log")
+        cli("sft", "-r", "tiny", f"sft.datasets=[{data}]", f"sft.epochs={args.sft_epochs}",
+            "sft.learning_rate=3e-3", f"sft.max_samples={args.sft_samples}", "sft.gradient_accumulation_steps=1",
+            "sft.per_device_batch_size=8", "sft.save_steps=100000", "sft.report_to=[]",
+            "--run-dir", str(out / "sft"), log=out / "sft.log")
     t_sft = time.perf_counter() - t0
     results: dict[int, list[dict]] = {}
     for seed in args.seeds:

@@ -21,10 +21,11 @@ QUESTION = "How many red squares are in the image?"
 SIDE = 112
 CELL = 28
 # fixed, so the model can memorise it: red pixels divided by the pixels of one square
-CODE = ("import numpy as np\na = np.array(image_1)\nred = (a[..., 0] > 200) & (a[..., 1] < 50)\n"
-        f"print(int(red.sum()) // {CELL * CELL})")
-THINK_TOOL = "I will count the red squares with code."
-THINK_ANSWER = "The code counted them."
+CODE = f"import numpy as np\nprint((np.array(image_1)[..., 1] < 50).sum() // {CELL * CELL})"
+THINK_TOOL = "Count with code."
+THINK_ANSWER = "Counted."
+# A short system prompt keeps CPU steps cheap (the built-in one describes every tool at length).
+SYSTEM_PROMPT = "You answer questions about images. Run Python in <code> blocks; image_1 is the image."
 
 
 def make_image(count: int, rng: random.Random) -> Any:

@@ -31,6 +31,7 @@ def _greedy_ids(policy, processor, n: int = 12) -> list[int]:
     return list(out[0].token_ids or [])
 
 
+@pytest.mark.timeout(1500)  # vLLM's EngineCore takes minutes to start on a loaded CPU
 def test_rollouts_through_vllm_and_weight_sync(vllm_ready: None, tmp_path: Path) -> None:
     from deepeyes_cli.policy.hf import TransformersPolicy
     from deepeyes_cli.recipe.loader import load_recipe
