@@ -15,7 +15,20 @@ from typing import Annotated
 import typer
 
 from deepeyes_cli import __version__
-from deepeyes_cli.cli import ask, bench, completions, curate, judge, model, recipes, rl, sandbox, search, sft, view
+from deepeyes_cli.cli import (
+    ask,
+    bench,
+    completions,
+    curate,
+    judge,
+    model,
+    recipes,
+    rl,
+    sandbox,
+    search,
+    sft,
+    view,
+)
 from deepeyes_cli.cli import serve as serve_cmd
 from deepeyes_cli.cli.startup import INTERRUPTED, INTERRUPTED_HINT, started
 
