@@ -15,7 +15,20 @@ from typing import Annotated
 import typer
 
 from deepeyes_cli import __version__
-from deepeyes_cli.cli import ask, bench, completions, curate, judge, model, recipes, sandbox, search, sft, view
+from deepeyes_cli.cli import (
+    ask,
+    bench,
+    completions,
+    curate,
+    judge,
+    model,
+    recipes,
+    rl,
+    sandbox,
+    search,
+    sft,
+    view,
+)
 from deepeyes_cli.cli import serve as serve_cmd
 from deepeyes_cli.cli.startup import INTERRUPTED, INTERRUPTED_HINT, started
 
@@ -36,6 +49,7 @@ app.command("serve")(serve_cmd.serve)
 app.command("bench")(bench.bench)
 app.add_typer(curate.app, name="curate")
 app.command("sft")(sft.sft)
+app.command("rl")(rl.rl)
 app.add_typer(sandbox.app, name="sandbox")
 app.add_typer(search.app, name="search")
 app.add_typer(recipes.app, name="recipes")

@@ -212,6 +212,11 @@ class VLLMPolicy:
         sampling = self._sampling_params(params)
         return list(await asyncio.gather(*(self._engine_loop.run(self._one(c, sampling)) for c in conversations)))
 
+    def call_engine(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        """Call an async ``AsyncLLM`` method (``collective_rpc``, ``reset_prefix_cache`` …) on
+        the engine's loop and wait for it, from a thread without a running loop (RL weight sync)."""
+        return self._engine_loop.run_sync(getattr(self.engine, method)(*args, **kwargs))
+
     async def aclose(self) -> None:
         if self._closed:
             return

@@ -15,6 +15,7 @@ from typing import Literal
 from pydantic import Field
 
 from deepeyes_cli.recipe.base import Section
+from deepeyes_cli.train.rl.config import AlarmConfig, RolloutConfig, StabilityConfig, ValidationConfig
 
 
 class SFTConfig(Section):
@@ -79,3 +80,16 @@ class RLConfig(Section):
     test_freq: int = Field(4, ge=1)
     # Rollouts run the agent loop with the `policy:` backend (vLLM engine settings in
     # `policy.vllm`) and the `agent:` limits: one loop for ask, bench and RL.
+    init_from: str | None = Field(None, description="SFT checkpoint dir or hub id; default: model.path.")
+    keep_checkpoints: int = Field(2, ge=1, description="Checkpoints kept besides `latest`.")
+    freeze_vision_tower: bool = True
+    gradient_checkpointing: bool | None = Field(None, description="Default: launch.gradient_checkpointing.")
+    logprob_chunk_tokens: int = Field(2048, ge=16, description="lm_head runs on at most this many tokens at once.")
+    micro_batch_max_tokens: int | None = Field(None, ge=16, description="Token-packed micro-batches instead of "
+                                                                        "micro_batch_size_per_gpu.")
+    report_to: list[Literal["tensorboard", "wandb"]] = Field(
+        ["tensorboard"], description="Besides metrics.jsonl (W&B: WANDB_MODE=offline works without an account).")
+    stability: StabilityConfig = Field(default_factory=StabilityConfig)
+    alarms: AlarmConfig = Field(default_factory=AlarmConfig)
+    rollout: RolloutConfig = Field(default_factory=RolloutConfig)
+    validation: ValidationConfig = Field(default_factory=ValidationConfig)

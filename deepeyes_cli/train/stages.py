@@ -17,6 +17,7 @@ from deepeyes_cli.errors import LaunchError
 
 STAGES: dict[str, str] = {
     "sft": "deepeyes_cli.train.sft_stage:main",
+    "rl": "deepeyes_cli.train.rl.stage:main",
 }
 
 
