@@ -19,6 +19,7 @@ import os
 import shutil
 import socket
 import subprocess
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -79,6 +80,7 @@ class Template:
         self.kernels: dict[str, ForkedKernel] = {}
         self.spawning: dict[str, asyncio.Future[None]] = {}
         self.alive = True
+        self.lost_at: float | None = None  # when it was found gone (time.monotonic())
         asyncio.get_running_loop().add_reader(sock.fileno(), self._readable)
 
     @classmethod
@@ -134,6 +136,7 @@ class Template:
     def _lost(self) -> None:
         """The template is gone: so is every kernel it forked (parent-death signals)."""
         self.alive = False
+        self.lost_at = time.monotonic()
         with contextlib.suppress(Exception):
             asyncio.get_running_loop().remove_reader(self.sock.fileno())
         for waiter in self.spawning.values():
@@ -194,6 +197,11 @@ class ForkLauncher:
 
     def paths_for(self, slot: KernelSlot) -> dict[str, str]:
         return self.base.paths_for(slot)
+
+    def lost_template_since(self, when: float) -> bool:
+        """Did a template die after ``when`` (time.monotonic())? Kernels starting on it died with it."""
+        t = self._template
+        return t is not None and (not t.alive) and t.lost_at is not None and t.lost_at >= when
 
     def enforcement(self) -> dict[str, str]:
         how = "forked from a pre-imported template" if self.forking else "exec (the template could not start)"

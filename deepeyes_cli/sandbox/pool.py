@@ -193,7 +193,13 @@ class KernelPool:
         try:
             async with self._start_sem:
                 began = time.monotonic()
-                kernel = await self._start_kernel()
+                try:
+                    kernel = await self._start_kernel()
+                except SandboxError:
+                    lost = getattr(self.launcher, "lost_template_since", None)
+                    if lost is None or not lost(began):
+                        raise
+                    kernel = await self._start_kernel()  # its template died under it: once more, on a new one
                 self._start_s = 0.8 * self._start_s + 0.2 * (time.monotonic() - began)
             if self._closed:
                 await self._discard(kernel)
