@@ -128,6 +128,12 @@ class Template:
                 waiter = self.spawning.pop(name, None)
                 if waiter is not None and not waiter.done():
                     waiter.set_result(None)
+            elif msg["op"] == "failed":
+                waiter = self.spawning.pop(name, None)
+                self.kernels.pop(name, None)
+                if waiter is not None and not waiter.done():
+                    waiter.set_exception(SandboxError(f"the kernel template could not fork a kernel: {msg['error']}",
+                                                      hint="the machine may be out of processes or memory"))
             elif msg["op"] == "exited":
                 kernel = self.kernels.pop(name, None)
                 if kernel is not None and not kernel.exited.done():

@@ -277,7 +277,13 @@ def serve(sock: socket.socket) -> None:
                     os._exit(0)
                 msg = json.loads(data)
                 if msg["op"] == "spawn":
-                    pid = os.fork()
+                    try:
+                        pid = os.fork()
+                    except OSError as e:  # out of processes or memory: this kernel fails, not the template
+                        for fd in fds:
+                            os.close(fd)
+                        send({"op": "failed", "name": msg["name"], "error": f"fork: {e}"})
+                        continue
                     if pid == 0:
                         try:
                             signal.set_wakeup_fd(-1)
