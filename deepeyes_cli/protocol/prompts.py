@@ -19,8 +19,7 @@ from deepeyes_cli.errors import InputError
 from deepeyes_cli.protocol.tags import CODE_TOOL, IMAGE_PLACEHOLDER
 
 if TYPE_CHECKING:
-    from deepeyes_cli.agent.config import AgentConfig
-    from deepeyes_cli.tools.base import Tool
+    from deepeyes_cli.protocol.messages import PromptSettings, ToolSpec
 
 _INTRO = """\
 You are an agent that answers questions about images. Keep working until the question is \
@@ -67,6 +66,16 @@ Think step by step and put the final answer inside <answer> </answer>. Use Pytho
 helps. Each turn takes one of these forms: <think> ... </think> <code> ... </code> to run \
 code, or <think> ... </think> <answer> ... </answer> to answer."""
 
+# No tools offered: the system prompt says nothing of code or search either (bench's tools-off ablation).
+_INTRO_NO_TOOLS = """\
+You are an agent that answers questions about images. Look at the image carefully, reason \
+step by step, then give the final answer."""
+
+# No tools offered (`agent.tools=[]`, the tools-off arm of `curate tool-benefit`).
+_INSTRUCTION_PLAIN = """\
+Think step by step and put the final answer inside <answer> </answer>: \
+<think> ... </think> <answer> ... </answer>."""
+
 _INSTRUCTION_TOOLS = """\
 Think step by step and put the final answer inside <answer> </answer>. Use Python or search \
 when they help. Each turn takes one of these forms: <think> ... </think> <code> ... </code> \
@@ -74,13 +83,13 @@ to run code, <think> ... </think> <tool_call> ... </tool_call> to call a functio
 <think> ... </think> <answer> ... </answer> to answer."""
 
 
-def tool_declaration(tool: Tool) -> str:
+def tool_declaration(tool: ToolSpec) -> str:
     """One function declaration line, in the JSON shape the model is asked to call."""
     return json.dumps({"name": tool.name, "description": tool.description, "parameters": tool.parameters},
                       ensure_ascii=False)
 
 
-def _example_call(tools: Sequence[Tool]) -> str:
+def _example_call(tools: Sequence[ToolSpec]) -> str:
     for tool in tools:
         required = tool.parameters.get("required") or []
         if required:
@@ -88,8 +97,10 @@ def _example_call(tools: Sequence[Tool]) -> str:
     return json.dumps({"name": tools[0].name})
 
 
-def build_system_prompt(tools: Sequence[Tool], code_timeout_s: float) -> str:
+def build_system_prompt(tools: Sequence[ToolSpec], code_timeout_s: float) -> str:
     """The built-in system prompt for the offered tools."""
+    if not tools:
+        return _INTRO_NO_TOOLS
     parts = [_INTRO]
     if any(t.name == CODE_TOOL for t in tools):
         parts.append(_CODE.format(timeout=code_timeout_s))
@@ -100,7 +111,7 @@ def build_system_prompt(tools: Sequence[Tool], code_timeout_s: float) -> str:
     return "\n\n".join(parts)
 
 
-def system_prompt(cfg: AgentConfig, tools: Sequence[Tool], code_timeout_s: float) -> str:
+def system_prompt(cfg: PromptSettings, tools: Sequence[ToolSpec], code_timeout_s: float) -> str:
     """The recipe's system prompt: ``agent.system_prompt``, else ``agent.prompt_file``, else ours."""
     if cfg.system_prompt is not None:
         return cfg.system_prompt
@@ -114,9 +125,11 @@ def system_prompt(cfg: AgentConfig, tools: Sequence[Tool], code_timeout_s: float
     return build_system_prompt(tools, code_timeout_s)
 
 
-def user_instruction(cfg: AgentConfig, tools: Sequence[Tool]) -> str:
+def user_instruction(cfg: PromptSettings, tools: Sequence[ToolSpec]) -> str:
     if cfg.user_instruction is not None:
         return cfg.user_instruction
+    if not tools:
+        return _INSTRUCTION_PLAIN
     return _INSTRUCTION_TOOLS if any(t.name != CODE_TOOL for t in tools) else _INSTRUCTION_CODE
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 from pydantic import Field
 
 from deepeyes_cli.agent.config import AgentConfig
+from deepeyes_cli.bench.config import BenchConfig
+from deepeyes_cli.curate.config import CurateConfig
 from deepeyes_cli.launch.config import LaunchConfig
 from deepeyes_cli.models.config import ModelConfig
 from deepeyes_cli.policy.config import PolicyConfig
@@ -41,3 +43,5 @@ class Recipe(Section):
     sft: SFTConfig = Field(default_factory=SFTConfig)
     rl: RLConfig = Field(default_factory=RLConfig)
     serve: ServeConfig = Field(default_factory=ServeConfig)
+    bench: BenchConfig = Field(default_factory=BenchConfig)
+    curate: CurateConfig = Field(default_factory=CurateConfig)
