@@ -197,7 +197,7 @@ def test_ask_url_runs_the_loop_on_the_server(scripted_server: Served, tmp_path: 
 
     wrong = cli("ask", str(photo), "q?", "--url", scripted_server.base_url, cwd=tmp_path,
                 env={"OPENAI_API_KEY": "sk-wrong"})
-    assert wrong.returncode == 1 and "error:" in wrong.stderr
+    assert wrong.returncode == 1 and "refused the API key" in wrong.stderr and "hint:" in wrong.stderr
 
 
 def test_disconnect_without_streaming_cancels_too(scripted_server: Served) -> None:
