@@ -27,12 +27,16 @@ def _client(url: str, api_key: str | None, timeout_s: float = 600.0) -> OpenAI:
 
 def served_agent(url: str, api_key: str | None) -> str | None:
     """The model id when ``url`` is a deepeyes server (its models are owned by ``deepeyes``),
-    else None (also when it cannot be reached: the local path then reports that)."""
+    else None (also when it cannot be reached: the local path then reports that). A refused
+    key is an error here."""
     import openai
 
     try:
         with _client(url, api_key, timeout_s=10) as client:
             listed = client.models.list().data
+    except openai.AuthenticationError as e:  # the local path would be refused the same way
+        raise BackendError(f"{url} refused the API key: {e.message}",
+                           hint="set OPENAI_API_KEY or policy.api_key to the server's key") from e
     except openai.OpenAIError:
         return None
     for m in listed:

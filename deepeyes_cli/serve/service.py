@@ -124,7 +124,10 @@ class AgentService:
         t0 = time.perf_counter()
         self.waiting += 1
         try:
-            await asyncio.wait_for(self._slots.acquire(), self.cfg.queue_timeout_s)
+            if self._slots.locked():
+                await asyncio.wait_for(self._slots.acquire(), self.cfg.queue_timeout_s)
+            else:  # a free slot: taken at once, without wait_for's extra task
+                await self._slots.acquire()
         except asyncio.TimeoutError:
             raise ApiError(429, f"no slot became free in {self.cfg.queue_timeout_s:g} s; retry later",
                            code="server_busy", headers=retry) from None

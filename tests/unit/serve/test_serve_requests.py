@@ -115,3 +115,12 @@ def test_image_urls_are_fetched_only_when_allowed() -> None:
         assert asyncio.run(go(server.url + "/cat.png")).size == (48, 36)
         with pytest.raises(ApiError, match="answered HTTP 404"):
             asyncio.run(go(server.url + "/dog.png"))
+
+
+def test_search_hits_stream_as_text_without_the_protocol_framing() -> None:
+    from deepeyes_cli.protocol.tags import format_tool_response
+
+    hits = "A Google search for 'red sign' found 1 results:\n\n## Web Results\n1. [A page](https://example.org)"
+    shown = stream.observation_text(format_tool_response(hits), "search", 0)
+    assert shown == f"[search result]\n{hits}\n"
+    assert stream.observation_text("Your last turn had no tool call.", None, 0).startswith("[feedback]\n")
