@@ -330,7 +330,10 @@ async def _run_pending(runtime: AgentRuntime, samples: Sequence[Sample | Task], 
         traj.metadata["batch"] = {"index": i, "attempt": a, "key": pair_key(i, ids[i], a)}
         if scorer is not None:
             traj.reward = (await scorer.score_many([traj]))[0].model_dump(mode="json")
-        writer.write(await asyncio.to_thread(_store_images, traj, writer.out_dir, base))
+        if any(ref.b64 is not None for ref in traj.image_refs()):  # PNG decoding and writing: off the loop
+            writer.write(await asyncio.to_thread(_store_images, traj, writer.out_dir, base))
+        else:
+            writer.write(_store_images(traj, writer.out_dir, base))
         remaining[i] -= 1
         if remaining[i] == 0:
             loaded.pop(i, None)  # its images are no longer needed

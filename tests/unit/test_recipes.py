@@ -37,6 +37,10 @@ def test_every_shipped_recipe_validates(path: Path) -> None:
             assert k in out, f"{prefix}{k} missing"
             if isinstance(v, dict):
                 check(v, out[k], f"{prefix}{k}.")
+            elif isinstance(v, list) and v and all(isinstance(x, dict) for x in v):  # e.g. teacher models
+                assert len(out[k]) == len(v), f"{prefix}{k}: {len(out[k])} entries != {len(v)}"
+                for i, (x, y) in enumerate(zip(v, out[k], strict=True)):
+                    check(x, y, f"{prefix}{k}[{i}].")
             else:
                 assert out[k] == v, f"{prefix}{k}: {out[k]!r} != {v!r}"
 
