@@ -4,6 +4,7 @@ session into a private cache that subprocesses (CLI tests) share through DEEPEYE
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -12,6 +13,14 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+BWRAP_MISSING = "bubblewrap is not installed (make sandbox-deps installs it)"
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if item.get_closest_marker("needs_bwrap") is not None and shutil.which("bwrap") is None:
+        from deepeyes_cli.testing.ci import skip_or_fail
+
+        skip_or_fail(BWRAP_MISSING)
 
 
 @pytest.fixture(scope="session", autouse=True)

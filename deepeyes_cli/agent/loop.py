@@ -39,6 +39,16 @@ log = logging.getLogger(__name__)
 OpenSession = Callable[[Sequence["Image"], str], Awaitable["SandboxSession"]]
 
 
+# Images up to this many pixels in all are encoded on the event loop (well under a millisecond):
+# a hop to a worker thread costs more than that on a busy machine (GIL hand-over) and would
+# be most of a served request's overhead.
+_INLINE_PIXELS = 256 * 256
+
+
+def _heavy(images: Sequence[Image]) -> bool:
+    return sum(im.width * im.height for im in images) > _INLINE_PIXELS
+
+
 @dataclass
 class AgentRuntime:
     """Everything a run of the loop needs."""
@@ -96,8 +106,8 @@ class _Run:
     async def _append(self, message: ChatMessage, record_only: bool = False) -> None:
         if not record_only:
             self.chat.append(message)
-        has_images = any(not isinstance(p, str) for p in message.content)
-        record = await asyncio.to_thread(self.refs.message, message) if has_images else self.refs.message(message)
+        images = [p for p in message.content if not isinstance(p, str)]
+        record = await asyncio.to_thread(self.refs.message, message) if _heavy(images) else self.refs.message(message)
         self.traj.messages.append(record)
 
     async def _generate(self, prefix: str, max_tokens: int) -> Completion:
@@ -117,7 +127,8 @@ class _Run:
 
     async def run(self) -> Trajectory:
         if not self.traj.sample.images and self.images:  # record the inputs (encoded once, off the loop)
-            refs = await asyncio.to_thread(lambda: [self.refs.ref(im) for im in self.images])
+            encode = lambda: [self.refs.ref(im) for im in self.images]  # noqa: E731
+            refs = await asyncio.to_thread(encode) if _heavy(self.images) else encode()
             self.traj.sample = self.traj.sample.model_copy(update={"images": refs})
         for m in self.chat:
             await self._append(m, record_only=True)
@@ -137,8 +148,11 @@ class _Run:
 
     async def _close_session(self) -> None:
         if self.session is not None:
+            t0 = time.perf_counter()
             try:
                 await asyncio.shield(self.session.close())
+                # sandbox time outside any tool call (an HTTP round trip with sandbox.url)
+                self.traj.metadata["sandbox_close_s"] = round(time.perf_counter() - t0, 6)
             except Exception as e:  # closing must not turn a finished trajectory into a failure
                 log.warning("closing sandbox session of %s failed: %s", self.traj.id, e)
                 self.traj.metadata.setdefault("warnings", []).append(f"sandbox close failed: {e}")

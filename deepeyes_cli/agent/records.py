@@ -70,6 +70,14 @@ class ImageRefs:
         return ref
 
     @classmethod
+    def remember(cls, image: Image, ref: ImageRef) -> None:
+        """Record ``ref`` as ``image``'s encoding, when its PNG is already at hand (a served
+        request's upload): the loop then does not encode it again."""
+        key = id(image)
+        with cls._lock:
+            cls._shared[key] = (weakref.ref(image, functools.partial(ImageRefs._forget, key)), ref)
+
+    @classmethod
     def _forget(cls, key: int, _ref: object = None) -> None:
         with cls._lock:
             cls._shared.pop(key, None)

@@ -36,6 +36,41 @@ class _View:
     has_error: bool
     blocks: list[dict[str, Any]] = field(default_factory=list)
     source: str | None = None  # the file it came from, when the page shows several
+    reward: dict[str, Any] | None = None  # labelled fields of the reward breakdown
+
+
+def _num(x: Any) -> str:
+    return "—" if x is None else f"{x:g}" if isinstance(x, (int, float)) else str(x)
+
+
+def reward_view(reward: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The reward breakdown (``rewards.RewardBreakdown``) as labelled fields: score, accuracy,
+    format, what decided it, penalties, then the format violations and warnings."""
+    if not reward:
+        return None
+    decided = reward.get("decided_by")
+    if decided == "rule":
+        how = f"rule: {reward['rule']}" if reward.get("rule") else "rule"
+    elif decided == "judge":
+        how = f"judge {reward.get('judge_model') or '?'}" + (" (cached verdict)" if reward.get("judge_cached") else "")
+        how += f", prompt {reward['prompt_version']}" if reward.get("prompt_version") else ""
+    elif decided == "unjudged":
+        how = "unjudged" + (f": {reward['unjudged_reason']}" if reward.get("unjudged_reason") else "")
+    else:
+        how = _num(decided)
+    fields = [("score", _num(reward.get("score"))), ("accuracy", _num(reward.get("accuracy"))),
+              ("format", _num(reward.get("format"))), ("decided by", how)]
+    if reward.get("penalties"):
+        fields.append(("penalties", ", ".join(f"{k} {_num(v)}" for k, v in reward["penalties"].items())))
+    if reward.get("prediction") is not None:
+        fields.append(("graded answer", str(reward["prediction"])))
+
+    def listed(key: str) -> list[str]:
+        return [f"{v.get('rule', '?')}: {v.get('detail', '')}" if isinstance(v, dict) else str(v)
+                for v in reward.get(key) or []]
+
+    return {"score": _num(reward.get("score")), "fields": fields, "violations": listed("violations"),
+            "warnings": listed("warnings")}
 
 
 def image_url(ref: ImageRef, base_dir: Path) -> str | None:
@@ -77,7 +112,7 @@ def _view(traj: Trajectory, base_dir: Path, images: dict[str, str]) -> _View:
     # errors: backend or tool failures and malformed turns (a turn without any action is not one)
     has_error = bool(traj.metadata.get("error")) or traj.end_reason in ("error", "tool_fatal") or any(
         t.errors or set(t.parse_issues) - {"no_action"} for t in traj.turns)
-    view = _View(traj, tools, has_error)
+    view = _View(traj, tools, has_error, reward=reward_view(traj.reward))
     for i, msg in enumerate(traj.messages):
         role: str = msg.role
         label: str = msg.role

@@ -126,6 +126,18 @@ def _plan(images: list[str], question: str) -> Any:
     return plan
 
 
+def _api_key(r: Any) -> str | None:
+    import os
+
+    return r.policy.api_key or os.environ.get("OPENAI_API_KEY")
+
+
+def _served_agent(r: Any) -> str | None:
+    from deepeyes_cli.agent.remote import served_agent
+
+    return served_agent(r.policy.url, _api_key(r))
+
+
 def ask(
     args: Annotated[list[str], typer.Argument(metavar='IMAGE... "QUESTION" [KEY=VALUE]...', show_default=False,
                                               help="Image files, then the question; recipe overrides anywhere.")],
@@ -134,7 +146,8 @@ def ask(
                                               show_default=False)] = None,
     backend: Annotated[str | None, typer.Option(help="transformers | vllm | openai | scripted.",
                                                 show_default=False)] = None,
-    url: Annotated[str | None, typer.Option(help="OpenAI-compatible server (implies --backend openai).",
+    url: Annotated[str | None, typer.Option(help="OpenAI-compatible server (implies --backend openai); a "
+                                                 "`deepeyes serve` URL runs the whole loop there.",
                                             show_default=False)] = None,
     answer: Annotated[str | None, typer.Option(help="The expected answer, recorded for `deepeyes judge`.",
                                                show_default=False)] = None,
@@ -177,13 +190,20 @@ def ask(
     task = load_question(images, question, r.agent.image_max_pixels, r.agent.max_images, answer=answer)
     from deepeyes_cli.policy.factory import make_policy
 
-    # stdout carries only the answer (or the record): libraries that print while loading
-    # (DeepSpeed's accelerator notice …) are sent to stderr
-    with contextlib.redirect_stdout(sys.stderr):
-        with err_console.status(f"loading the {r.policy.backend} policy …"):
-            policy = make_policy(r)
-        traj = run_ask(r, task, policy, observer=TurnPrinter(stage.run_dir.path / "images"),
-                       recipe_digest=stage.resolved.digest)
+    printer = TurnPrinter(stage.run_dir.path / "images")
+    served = _served_agent(r) if url else None
+    if served is not None:  # a `deepeyes serve`: the whole loop runs there
+        from deepeyes_cli.agent.remote import ask_remote
+
+        traj = ask_remote(r.policy.url, _api_key(r), task, model=r.policy.model_name or served, max_turns=max_turns,
+                          observer=printer, timeout_s=r.policy.request_timeout_s)
+    else:
+        # stdout carries only the answer (or the record): libraries that print while loading
+        # (DeepSpeed's accelerator notice …) are sent to stderr
+        with contextlib.redirect_stdout(sys.stderr):
+            with err_console.status(f"loading the {r.policy.backend} policy …"):
+                policy = make_policy(r)
+            traj = run_ask(r, task, policy, observer=printer, recipe_digest=stage.resolved.digest)
     out = stage.run_dir.path / "trajectories.jsonl"
     append_jsonl(out, [traj])
     if save is not None:

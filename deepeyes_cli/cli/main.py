@@ -15,7 +15,22 @@ from typing import Annotated
 import typer
 
 from deepeyes_cli import __version__
-from deepeyes_cli.cli import ask, bench, completions, curate, judge, model, recipes, sandbox, search, view
+from deepeyes_cli.cli import (
+    ask,
+    bench,
+    completions,
+    curate,
+    judge,
+    model,
+    recipes,
+    rl,
+    sandbox,
+    search,
+    sft,
+    view,
+)
+from deepeyes_cli.cli import serve as serve_cmd
+from deepeyes_cli.cli.startup import INTERRUPTED, INTERRUPTED_HINT, started
 
 app = typer.Typer(
     name="deepeyes",
@@ -30,8 +45,11 @@ app = typer.Typer(
 app.command("ask")(ask.ask)
 app.command("view")(view.view)
 app.command("judge")(judge.judge)
+app.command("serve")(serve_cmd.serve)
 app.command("bench")(bench.bench)
 app.add_typer(curate.app, name="curate")
+app.command("sft")(sft.sft)
+app.command("rl")(rl.rl)
 app.add_typer(sandbox.app, name="sandbox")
 app.add_typer(search.app, name="search")
 app.add_typer(recipes.app, name="recipes")
@@ -73,6 +91,7 @@ def run(argv: Sequence[str] | None = None) -> None:
     if "--debug" in args:
         _DEBUG["on"] = True
     try:
+        started()
         app(args=args, prog_name="deepeyes")
     except DeepeyesError as e:
         if _DEBUG["on"]:
@@ -93,4 +112,4 @@ def run(argv: Sequence[str] | None = None) -> None:
 def _interrupted() -> None:
     from deepeyes_cli.cli.console import print_error
 
-    print_error("interrupted", "what finished is kept; re-run the same command to resume where the stage supports it")
+    print_error(INTERRUPTED, INTERRUPTED_HINT)

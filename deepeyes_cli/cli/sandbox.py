@@ -124,20 +124,38 @@ def check(recipe: RecipeOpt = None, overrides: OverridesArg = None, isolation: I
 @app.command("build-image")
 def build_image(
     tag: Annotated[str, typer.Option(help="Image tag (what sandbox.docker_image names).")] = "deepeyes-sandbox:latest",
+    base: Annotated[str | None, typer.Option(envvar="DEEPEYES_SANDBOX_BASE", show_default=False,
+                                             help="Base image (default: the Dockerfile's python:3.11-slim). "
+                                                  "Offline: a local Debian base, e.g. the one "
+                                                  "scripts/docker-engine.sh base imports.")] = None,
     context_out: Annotated[Path | None, typer.Option("--context-out", show_default=False,
                                                      help="Write the build context here instead of building.")] = None,
+    ca_bundle: Annotated[Path | None, typer.Option("--ca-bundle", show_default=False,
+                                                   help="CA certificates the build's pip trusts (default: "
+                                                        "PIP_CERT / SSL_CERT_FILE when set).")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Do not stream the build output.")] = False,
     dry_run: DryRunOpt = False,
 ) -> None:
-    """Build the sandbox's Docker image (sandbox_image/Dockerfile) with the Docker engine."""
+    """Build the sandbox's Docker image (sandbox_image/Dockerfile) with the engine at DOCKER_HOST."""
+    import time
+
     from deepeyes_cli.cli.console import err_console
     from deepeyes_cli.sandbox.image import build_image as build
-    from deepeyes_cli.sandbox.image import write_build_context
+    from deepeyes_cli.sandbox.image import ca_bundle_for_build, write_build_context
 
+    on = f" on {base}" if base else ""
     if dry_run or context_out is not None:
         where = write_build_context(context_out) if context_out is not None else None
-        typer.echo(f"would build {tag} from sandbox_image/Dockerfile" + (f"; context written to {where}" if where
-                                                                        else ""))
+        typer.echo(f"would build {tag}{on} from sandbox_image/Dockerfile" + (f"; context written to {where}"
+                                                                             if where else ""))
         return
-    with err_console.status(f"building {tag} …"):
-        image_id = build(tag)
-    typer.echo(f"built {tag} ({image_id})")
+    started = time.monotonic()
+    with err_console.status(f"building {tag}{on} …") as status:
+        def line(text: str) -> None:
+            if not quiet:
+                err_console.print(text, highlight=False, markup=False, style="dim")
+            if text.startswith("STEP ") or text.startswith("Step "):
+                status.update(f"building {tag}{on}: {text[:100]}")
+
+        image = build(tag, base=base, on_line=line, ca_bundle=ca_bundle or ca_bundle_for_build())
+    typer.echo(f"built {image.tag} ({image.id}, {image.size / 1e6:.0f} MB, {time.monotonic() - started:.0f} s)")

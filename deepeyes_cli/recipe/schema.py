@@ -18,6 +18,7 @@ from deepeyes_cli.recipe.base import Section
 from deepeyes_cli.rewards.config import RewardConfig
 from deepeyes_cli.sandbox.config import SandboxConfig
 from deepeyes_cli.search.config import SearchConfig
+from deepeyes_cli.serve.config import ServeConfig
 from deepeyes_cli.train.config import RLConfig, SFTConfig
 
 
@@ -41,5 +42,6 @@ class Recipe(Section):
     reward: RewardConfig = Field(default_factory=RewardConfig)
     sft: SFTConfig = Field(default_factory=SFTConfig)
     rl: RLConfig = Field(default_factory=RLConfig)
+    serve: ServeConfig = Field(default_factory=ServeConfig)
     bench: BenchConfig = Field(default_factory=BenchConfig)
     curate: CurateConfig = Field(default_factory=CurateConfig)

@@ -61,8 +61,13 @@ SYSTEM_PROMPTS: dict[str, str] = {
 }
 USER_TEMPLATE = ("Question:\n{question}\n\nReference answer:\n{ground_truth}\n\n"
                  "Candidate answer:\n<candidate>\n{prediction}\n</candidate>")
-_PROMPT_DIGESTS = {name: hashlib.sha256((text + USER_TEMPLATE).encode()).hexdigest()[:8]
-                   for name, text in SYSTEM_PROMPTS.items()}
+
+
+def prompt_digest(prompt: JudgePrompt) -> str:
+    """A digest of the prompt's text as it is now (system prompt and user template)."""
+    return hashlib.sha256((SYSTEM_PROMPTS[prompt] + USER_TEMPLATE).encode()).hexdigest()[:8]
+
+
 _THINK = re.compile(r"<think>.*?</think>", re.S)
 _VERDICT_LINE = re.compile(r"^[\W_]*verdict[\W_]*:[\W_]*(correct|incorrect)[\W_]*$", re.I)
 
@@ -123,7 +128,7 @@ class Judge:
     def prompt_version(self, prompt: JudgePrompt) -> str:
         """The recipe's version, the prompt's name and a digest of its text: editing a prompt
         never serves verdicts cached under the old wording."""
-        return f"{self.config.prompt_version}/{prompt}-{_PROMPT_DIGESTS[prompt]}"
+        return f"{self.config.prompt_version}/{prompt}-{prompt_digest(prompt)}"
 
     def _key(self, r: JudgeRequest, model: str) -> str:
         return cache_key(r.question, r.ground_truth, r.prediction, model, self.prompt_version(r.prompt))

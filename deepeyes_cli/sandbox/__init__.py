@@ -66,6 +66,31 @@ memory totals, uptime, load); anything installed in the kernel's Python environm
 read (keep secrets out of it); CPU time taken from other sessions where no CPU quota holds;
 timing side channels.
 
+How a kernel starts (``kernel_start``) does not change the list above. With ``exec`` each kernel
+is a bwrap of its own that drops to its uid with ``setpriv``. With ``fork`` (what ``auto``, the
+default, picks for bwrap when the server is root; it needs root) one template process per
+server, itself under bwrap with the view above (no network, read-only root, empty environment)
+but as root with capabilities and with the server's state directory (every kernel's host
+files) mounted, has imported ipykernel, numpy, PIL and matplotlib once; it runs no session's
+code. For each kernel a forked child of it joins the session's cgroups, unshares new mount,
+PID, network, IPC, UTS (and cgroup) namespaces, mounts the session's own socket directory,
+input and passwd/group, fresh tmpfs ``/tmp`` and work dir, ``/proc`` and ``/dev/pts``, unmounts
+the state directory, sets the rlimits, drops to the kernel's uid with every capability set
+empty and ``no_new_privs`` — all before the kernel, and so any session code, exists. What
+differs from ``exec``:
+- kernels forked from one template share its memory layout (address-space randomisation is
+  per template, not per kernel: a memory-corruption exploit in one kernel learns the others'),
+  its string-hash seed, and its pages until they are written (copy on write; a memory cgroup
+  charges such a page to the template, i.e. the server); ``random`` and numpy's global
+  generator are reseeded in each kernel;
+- root processes with capabilities live in the sandbox's namespaces: the template, and one
+  monitor per session outside that session's PID namespace (not visible or signalable from it);
+  code that escaped a kernel's namespaces would meet them (as it would meet bwrap's own);
+- PID 1 of a session is its init (the template's command line, no host path), not bwrap.
+A template that cannot start makes ``auto`` fall back to ``exec`` (with a warning; ``/health``
+says which under ``limits``); a template that dies takes its kernels with it (their sessions
+reopen empty, with a note) and is started again.
+
 ``isolation: docker`` aims at the same properties with a container per kernel (no network,
 read-only root, memory/CPU/pids limits, no capabilities, unprivileged uid); its strength is
 the container runtime's. ``isolation: none`` keeps only the limits of the table (its kernels

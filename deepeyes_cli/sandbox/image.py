@@ -3,8 +3,11 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +15,7 @@ from deepeyes_cli.errors import SandboxError
 
 PACKAGE = Path(__file__).resolve().parent.parent  # deepeyes_cli/
 REPO = PACKAGE.parent
+BUILD_CA_FILE = "build-ca.crt"  # in the build context: certificates the build's pip trusts
 
 
 def image_dir() -> Path:
@@ -45,17 +49,87 @@ def docker_client() -> Any:
         client.ping()
     except Exception as e:
         raise SandboxError(f"no Docker engine answers ({type(e).__name__}: {e})",
-                           hint="start Docker (or set DOCKER_HOST); bwrap isolation needs no Docker") from e
+                           hint="start Docker (or set DOCKER_HOST; scripts/docker-engine.sh starts podman); "
+                                "bwrap isolation needs no Docker") from e
     return client
 
 
-def build_image(tag: str) -> str:
+def engine_name(client: Any) -> str:
+    """What answered at DOCKER_HOST: "Docker Engine 27.1.1", "Podman Engine 4.3.1" …"""
+    try:
+        info = client.version()
+    except Exception:
+        return "unknown engine"
+    for part in info.get("Components") or []:
+        if part.get("Name"):
+            return f"{part['Name']} {part.get('Version', '')}".strip()
+    return f"Docker API {info.get('ApiVersion', '?')}"
+
+
+@dataclass
+class BuiltImage:
+    id: str
+    tag: str
+    size: int  # bytes
+    base: str
+
+
+def ca_bundle_for_build() -> Path | None:
+    """The CA bundle this machine's pip trusts, when it names one (``PIP_CERT``, ``SSL_CERT_FILE``):
+    behind a TLS-inspecting proxy the build's pip needs it too."""
+    for var in ("PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"):
+        value = os.environ.get(var)
+        if value and Path(value).is_file():
+            return Path(value)
+    return None
+
+
+def build_image(tag: str, base: str | None = None, on_line: Callable[[str], None] | None = None,
+                ca_bundle: Path | None = None, timeout: float = 3600) -> BuiltImage:
+    """Build ``sandbox_image/Dockerfile`` as ``tag`` (on ``base``, else the Dockerfile's default),
+    streaming the engine's build output line by line to ``on_line``. ``ca_bundle`` (certificates
+    only, never a key) is what the build's pip trusts."""
     client = docker_client()
     context = write_build_context()
+    if ca_bundle is not None:
+        try:
+            shutil.copyfile(ca_bundle, context / BUILD_CA_FILE)
+        except OSError as e:
+            shutil.rmtree(context, ignore_errors=True)
+            raise SandboxError(f"cannot read the CA bundle {ca_bundle}: {e}", hint="pass a readable PEM file") from e
+    api = client.api
+    api.timeout = timeout  # a build streams for minutes; the client's default is seconds
+    image_id: str | None = None
+    tail: list[str] = []
     try:
-        image, _ = client.images.build(path=str(context), tag=tag, rm=True, pull=False)
+        stream = api.build(path=str(context), tag=tag, rm=True, forcerm=True, pull=False, decode=True,
+                           buildargs={"BASE_IMAGE": base} if base else None)
+        for chunk in stream:
+            if "error" in chunk:
+                detail = (chunk.get("errorDetail") or {}).get("message") or chunk["error"]
+                raise SandboxError(f"the image build failed: {str(detail).strip()}",
+                                   hint="see the build output above (`docker images` lists the bases "
+                                        "the engine has)")
+            text = chunk.get("stream") or chunk.get("status") or ""
+            for line in str(text).splitlines():
+                if line.strip():
+                    tail = [*tail[-19:], line]
+                    if on_line is not None:
+                        on_line(line)
+            aux = chunk.get("aux")
+            if isinstance(aux, dict) and aux.get("ID"):
+                image_id = str(aux["ID"])
+    except SandboxError:
+        raise
     except Exception as e:
-        raise SandboxError(f"the image build failed: {e}", hint="see the Docker build output above") from e
+        raise SandboxError(f"the image build failed: {type(e).__name__}: {e}",
+                           hint="\n".join(tail[-5:]) or "is the Docker engine still running?") from e
     finally:
         shutil.rmtree(context, ignore_errors=True)
-    return str(image.id)
+    try:
+        image = client.images.get(tag)
+    except Exception as e:
+        raise SandboxError(f"the build ended but {tag} is not there ({e})",
+                           hint="\n".join(tail[-5:]) or "see the build output above") from e
+    return BuiltImage(id=str(image.id or image_id), tag=tag, size=int(image.attrs.get("Size") or 0),
+                      base=base or "the Dockerfile's default (python:3.11-slim)")

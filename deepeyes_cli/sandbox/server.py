@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import hmac
 import io
-import ipaddress
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -31,6 +29,7 @@ from pydantic import BaseModel, ValidationError
 
 from deepeyes_cli import __version__
 from deepeyes_cli.errors import SandboxError
+from deepeyes_cli.httpd import bearer_ok, is_loopback, listen
 from deepeyes_cli.sandbox.config import SandboxConfig
 from deepeyes_cli.sandbox.wire import EMPTY_CODE, OpenRequest, RunRequest, SessionRequest, result_to_wire
 
@@ -41,13 +40,7 @@ if TYPE_CHECKING:
 
 def exposure_warning(host: str, token: str | None) -> str | None:
     """A warning when the server listens beyond loopback with no token."""
-    if token:
-        return None
-    try:
-        loopback = ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        loopback = host == "localhost"
-    if loopback:
+    if token or is_loopback(host):
         return None
     return (f"the sandbox listens on {host} without a token: anyone who can reach this port can run code "
             "here; pass --token (or sandbox.token)")
@@ -149,11 +142,9 @@ def create_app(cfg: SandboxConfig, token: str | None = None, pool: KernelPool | 
     async def authorize(request: Request) -> None:  # async: FastAPI runs a plain def in a worker thread
         if not token:
             return
-        scheme, _, value = request.headers.get("authorization", "").partition(" ")
         # ?token=… is for clients that cannot send a header, such as the original DeepEyesV2 env: its
         # sandbox URL is configurable, its headers are not.
-        given = value.strip() if scheme.lower() == "bearer" else request.query_params.get("token", "")
-        if not hmac.compare_digest(given.encode(), token.encode()):
+        if not bearer_ok(request.headers.get("authorization", ""), token, request.query_params.get("token", "")):
             raise HTTPException(401, "a valid bearer token is required (Authorization: Bearer …, or ?token=…)",
                                 headers={"WWW-Authenticate": "Bearer"})
 
@@ -223,24 +214,13 @@ def serve(cfg: SandboxConfig, host: str = "127.0.0.1", port: int = 8080, token: 
           on_ready: Any = None, log_level: str = "warning") -> None:
     """Run the server until interrupted. The socket is bound first, so ``port=0`` works and
     ``on_ready`` gets the real address once the pool's first kernel is up."""
-    import socket
-
     import uvicorn
 
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    # IPPROTO_TCP explicitly: asyncio turns Nagle off only on sockets whose proto says TCP, and Nagle
-    # plus delayed ACKs adds 40 ms to every keep-alive request.
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
-        sock.bind((host, port))
-        # Listen now: "listening on" is said once the pool is up, before uvicorn gets to listen() itself,
-        # and a client that connects at once must be queued, not refused.
-        sock.listen(2048)
+        sock, url = listen(host, port)
     except OSError as e:
         raise SandboxError(f"cannot listen on {host}:{port}: {e.strerror}",
                            hint="choose another --port (0 picks a free one)") from e
-    url = f"http://{f'[{host}]' if family == socket.AF_INET6 else host}:{sock.getsockname()[1]}"
     errors: list[SandboxError] = []
 
     def failed(error: SandboxError) -> None:

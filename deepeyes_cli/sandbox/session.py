@@ -53,6 +53,11 @@ class LocalSession:
     def attached(self) -> bool:
         return self.kernel is not None
 
+    @property
+    def evictable(self) -> bool:
+        """Open with a kernel, running no cell, and no cell waiting for its turn."""
+        return self.kernel is not None and not self.busy and not self.closed and not self._lock.locked()
+
     async def attach(self, kernel: Kernel) -> None:
         """Load this session's images into a fresh kernel and make it the session's."""
         if self.images and not self.closed:
@@ -117,6 +122,7 @@ class LocalSession:
             finally:
                 self.busy = False
                 self.last_used = time.monotonic()
+                self.pool.notify()
 
     async def _execute(self, kernel: Kernel, code: str, limit: float) -> Execution:
         from deepeyes_cli.sandbox.kernel import Execution
@@ -152,6 +158,10 @@ class LocalSession:
                           truncated=text["truncated"], images_dropped=dropped, notes=notes)
 
     async def close(self, reason: str = "closed by its client") -> None:
+        self.close_now(reason)
+
+    def close_now(self, reason: str) -> None:
+        """End the session at once: its kernel is killed in the background."""
         if self.closed:
             return
         self.closed = True

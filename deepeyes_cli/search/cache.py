@@ -266,7 +266,8 @@ def _filters(backend: str | None = None, kind: str | None = None,
              before: float | None = None) -> tuple[str, tuple[Any, ...]]:
     clauses: list[str] = []
     args: list[Any] = []
-    for col, val in (("backend", backend), ("kind", kind)):
+    # no mutate: column names, whose letter case SQLite ignores (other mutants break the query and are caught)
+    for col, val in (("backend", backend), ("kind", kind)):  # pragma: no mutate
         if val is not None:
             clauses.append(f"{col}=?")
             args.append(val)

@@ -1,7 +1,7 @@
 """Single-flight: identical requests that overlap in time make one upstream call.
 
 * In one process, ``SingleFlight``: the first caller of a key runs the call, overlapping
-  callers wait on its future and share its answer or its error.
+  callers wait on its future and share its answer; if it fails, one waiter at a time tries again.
 * Across the processes sharing a cache file, ``Leases``: a row in the file's ``leases``
   table claims a key. Its holder renews the claim from a background thread every
   ``ttl/4`` for as long as its call runs, so a slow upstream call (time-outs, retries,
@@ -29,7 +29,12 @@ T = TypeVar("T")
 
 
 class SingleFlight:
-    """In-process: the first caller of a key runs ``fn``; overlapping callers wait for its result."""
+    """In-process: the first caller of a key runs ``fn``; overlapping callers wait for its result.
+
+    If the leader fails, its error is its own: one waiter becomes the next leader and tries
+    again while the others keep waiting, so a failing key is asked at most once at a time
+    (as across processes, where a follower takes the lease over). Every caller either
+    shares a success or makes one call of its own and gets its own error."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -37,24 +42,29 @@ class SingleFlight:
 
     def do(self, key: str, fn: Callable[[], T]) -> tuple[T, bool]:
         """Returns (result, shared): ``shared`` is True for callers that waited on another's call."""
-        with self._lock:
-            future = self._calls.get(key)
-            leader = future is None
-            if future is None:
-                future = self._calls[key] = Future()
-        if not leader:
-            return future.result(), True
+        while True:
+            with self._lock:
+                future = self._calls.get(key)
+                leader = future is None
+                if future is None:
+                    future = self._calls[key] = Future()
+            if leader:
+                break
+            try:
+                return future.result(), True
+            except BaseException:  # the leader's failure: take a turn as the next leader
+                continue
         try:
             result = fn()
         except BaseException as e:
-            future.set_exception(e)
-            raise
-        else:
-            future.set_result(result)
-            return result, False
-        finally:
             with self._lock:
                 del self._calls[key]
+            future.set_exception(e)
+            raise
+        future.set_result(result)  # before the key is free: a caller arriving now shares it too
+        with self._lock:
+            del self._calls[key]
+        return result, False
 
 
 class Leases:
@@ -67,7 +77,8 @@ class Leases:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._keeper: threading.Thread | None = None
-        self._closed = False  # a search still running after close() must not restart the keeper
+        # a search still running after close() must not restart the keeper (no mutate: None is as falsy)
+        self._closed = False  # pragma: no mutate
 
     def claimed_by_other(self, key: str, owner: str) -> bool:
         """A read (no write lock): is ``key`` claimed by a live holder other than ``owner``?"""

@@ -6,11 +6,10 @@ cache only (a miss is an error, or goes to ``search.fallback`` without being rec
 
 Single-flight guarantee (``flight.py``): identical requests (same cache key) that overlap
 in time make one upstream call — across threads of a process (they wait on the leader's
-future and share its answer or its error) and across processes sharing the cache file
-(one holds a lease in SQLite, renewed while its call runs; the others poll until the
-answer is stored). If a leader fails, its in-process followers get the same error; a
-follower in another process then takes the lease and tries once more, so a failing key is
-asked at most once at a time. A leader killed with ``kill -9`` is replaced as soon as its
+future and share its answer) and across processes sharing the cache file (one holds a
+lease in SQLite, renewed while its call runs; the others poll until the answer is stored).
+If a leader fails, one follower (a waiting thread, or a process that takes the lease over)
+tries once more, and so on, so a failing key is asked at most once at a time. A leader killed with ``kill -9`` is replaced as soon as its
 pid is gone (same host) or its lease (``search.cache.lease_s``) lapses unrenewed. When
 runs have their own budgets, requests of different runs do not share an in-process
 flight (one run's spent budget must not refuse another's), only the lease. With

@@ -23,7 +23,9 @@ Like the real service it does not echo ``api_key`` in ``search_parameters``;
 Faults, consumed one per ``/search`` request: ``"429"`` (hourly throughput limit),
 ``"429-exhausted"`` (the account has run out of searches), ``"500"``, ``"503"``,
 ``"malformed"`` (200 with an HTML body, as a broken proxy would send), ``"slow:2.5"``
-(sleep, then answer). ``delay_s`` slows every search. ``calls`` counts searches by engine;
+(sleep, then answer), ``"400"`` (a bad request: not retried), and ``"hold"`` or
+``"hold,FAULT"`` (wait until ``release()`` is called, then answer, or take FAULT): a test
+waits on a condition while a call is in flight instead of guessing a delay. ``delay_s`` slows every search. ``calls`` counts searches by engine;
 ``requests`` keeps their parameters. The exact wording of the 429 throughput message is
 not documented; the others are SerpAPI's.
 
@@ -40,6 +42,7 @@ import email.parser
 import email.policy
 import hashlib
 import io
+import threading
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any
@@ -90,7 +93,13 @@ class FakeSerpAPI(FakeService[str]):
         self.requests: list[dict[str, str]] = []
         self.uploads: list[bytes] = []
         self.thumbnail_hits = 0
+        self.holding = 0  # requests that reached a "hold" fault
+        self._gate = threading.Event()
         super().__init__(self._app(), faults)
+
+    def release(self) -> None:
+        """Let every request held by a ``"hold"`` fault (now or later) go on."""
+        self._gate.set()
 
     @property
     def url(self) -> str:
@@ -147,12 +156,19 @@ class FakeSerpAPI(FakeService[str]):
             if self.api_key is not None and params.get("api_key") != self.api_key:
                 return err(401, "Invalid API key. Your API key should be here: https://serpapi.com/manage-api-key")
             fault = self._next_fault()
+            if fault and fault.startswith("hold"):
+                with self._lock:
+                    self.holding += 1
+                await asyncio.to_thread(self._gate.wait, 300)
+                fault = fault.partition(",")[2] or None
             if self.delay_s:
                 await asyncio.sleep(self.delay_s)
             if fault == "429":
                 return err(429, THROUGHPUT_LIMIT)
             if fault == "429-exhausted":
                 return err(429, OUT_OF_SEARCHES)
+            if fault == "400":
+                return err(400, "Missing query `q` parameter.")
             if fault == "500":
                 return err(500, "Internal server error.")
             if fault == "503":

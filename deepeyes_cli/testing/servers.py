@@ -35,7 +35,7 @@ class BackgroundServer:
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
-    def start(self, timeout: float = 10.0) -> BackgroundServer:
+    def start(self, timeout: float = 60.0) -> BackgroundServer:  # a loaded 2-core machine can take 10 s
         self._thread.start()
         deadline = time.monotonic() + timeout
         while not self._server.started:

@@ -15,6 +15,7 @@ from typing import Literal
 from pydantic import Field
 
 from deepeyes_cli.recipe.base import Section
+from deepeyes_cli.train.rl.config import AlarmConfig, RolloutConfig, StabilityConfig, ValidationConfig
 
 
 class SFTConfig(Section):
@@ -34,6 +35,22 @@ class SFTConfig(Section):
     save_steps: int = Field(500, ge=1)
     logging_steps: int = Field(10, ge=1)
     max_grad_norm: float = Field(1.0, gt=0)
+    # --- data pipeline
+    overlong: Literal["drop", "fail"] = Field("drop", description="Samples longer than cutoff_len.")
+    bad_samples: Literal["fail", "drop"] = Field(
+        "fail", description="Samples whose image tokens and images disagree, or whose images are unreadable.")
+    group_by_length: bool = True
+    packing: bool = Field(False, description="Pack samples into rows of up to cutoff_len tokens.")
+    dataloader_workers: int = Field(2, ge=0)
+    # --- run control
+    max_steps: int | None = Field(None, ge=1, description="Stop after this many optimizer steps.")
+    save_total_limit: int = Field(2, ge=1, description="Checkpoints kept (the newest).")
+    export: bool = Field(True, description="Write a Hugging Face checkpoint to <run>/export at the end.")
+    report_to: list[Literal["tensorboard", "wandb"]] = Field(
+        default_factory=lambda: ["tensorboard"])  # type: ignore[arg-type]
+    wandb_project: str = "deepeyes"
+    wandb_mode: Literal["online", "offline", "disabled"] | None = Field(
+        None, description="None: WANDB_MODE from the environment.")
 
 
 class RLConfig(Section):
@@ -63,3 +80,16 @@ class RLConfig(Section):
     test_freq: int = Field(4, ge=1)
     # Rollouts run the agent loop with the `policy:` backend (vLLM engine settings in
     # `policy.vllm`) and the `agent:` limits: one loop for ask, bench and RL.
+    init_from: str | None = Field(None, description="SFT checkpoint dir or hub id; default: model.path.")
+    keep_checkpoints: int = Field(2, ge=1, description="Checkpoints kept besides `latest`.")
+    freeze_vision_tower: bool = True
+    gradient_checkpointing: bool | None = Field(None, description="Default: launch.gradient_checkpointing.")
+    logprob_chunk_tokens: int = Field(2048, ge=16, description="lm_head runs on at most this many tokens at once.")
+    micro_batch_max_tokens: int | None = Field(None, ge=16, description="Token-packed micro-batches instead of "
+                                                                        "micro_batch_size_per_gpu.")
+    report_to: list[Literal["tensorboard", "wandb"]] = Field(
+        ["tensorboard"], description="Besides metrics.jsonl (W&B: WANDB_MODE=offline works without an account).")
+    stability: StabilityConfig = Field(default_factory=StabilityConfig)
+    alarms: AlarmConfig = Field(default_factory=AlarmConfig)
+    rollout: RolloutConfig = Field(default_factory=RolloutConfig)
+    validation: ValidationConfig = Field(default_factory=ValidationConfig)

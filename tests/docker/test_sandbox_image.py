@@ -1,6 +1,7 @@
-"""The sandbox image. Without a Docker engine (our machines) we check what we can: its pinned
-requirements install into a fresh venv and a kernel from that venv does the model's work;
-building the image and running kernels in containers needs an engine (marked `docker`)."""
+"""The sandbox image. Without a Docker engine we check what we can: its pinned requirements
+install into a fresh venv and a kernel from that venv does the model's work. Building the
+image and running kernels in containers need an engine (marked `docker`; make test-docker
+starts podman here)."""
 
 from __future__ import annotations
 
@@ -23,15 +24,6 @@ TOOLBOX_CELL = ("import cv2, scipy.ndimage, numpy as np\n"
                 "a = np.asarray(image_1)\n"
                 "print(cv2.cvtColor(a, cv2.COLOR_RGB2GRAY).shape, scipy.ndimage.sobel(a[..., 0]).shape)\n"
                 "plt.imshow(a); plt.show()")
-
-
-def _docker_engine() -> object | None:
-    try:
-        from deepeyes_cli.sandbox.image import docker_client
-
-        return docker_client()
-    except Exception:
-        return None
 
 
 def _run_toolbox_cell(cfg: SandboxConfig) -> tuple[str, str, int]:
@@ -71,12 +63,42 @@ def test_pinned_requirements_install_and_run_a_kernel(tmp_path: Path) -> None:
 
 
 @pytest.mark.docker
-def test_image_builds_and_runs_kernels_in_containers() -> None:
-    if _docker_engine() is None:
-        pytest.skip("no Docker engine answers here (docker SDK ping failed)")
-    from deepeyes_cli.sandbox.image import build_image
+def test_build_image_streams_the_build_and_reports_id_and_size(docker_engine: None, cli, tmp_path: Path) -> None:
+    """`deepeyes sandbox build-image` against DOCKER_HOST, on the base make test-docker imports
+    (DEEPEYES_SANDBOX_BASE; else the Dockerfile's python:3.11-slim, which needs a registry)."""
+    import os
+    import re
 
-    build_image("deepeyes-sandbox:test")
-    cfg = SandboxConfig(isolation="docker", docker_image="deepeyes-sandbox:test", pool_size=0, memory_mb=512)
+    from deepeyes_cli.sandbox.image import docker_client
+    from deepeyes_cli.testing.docker import DOCKER_IMAGE
+
+    base = os.environ.get("DEEPEYES_SANDBOX_BASE")
+    client = docker_client()
+    try:
+        if base is None:
+            try:
+                client.images.get("python:3.11-slim")
+            except Exception:
+                pytest.skip("no base image here: set DEEPEYES_SANDBOX_BASE (scripts/docker-engine.sh base) "
+                            "or pull python:3.11-slim")
+        r = cli("sandbox", "build-image", "--tag", DOCKER_IMAGE, cwd=tmp_path, timeout=3000)
+        assert r.returncode == 0, r.stderr[-3000:]
+        m = re.search(r"built (\S+) \((sha256:)?([0-9a-f]{12,}), (\d+) MB, \d+ s\)", r.stdout)
+        assert m is not None, r.stdout
+        image = client.images.get(DOCKER_IMAGE)
+        assert image.id.removeprefix("sha256:").startswith(m.group(3))
+        assert abs(int(m.group(4)) - image.attrs["Size"] / 1e6) <= 1 and int(m.group(4)) > 50
+        assert "STEP" in r.stderr or "Step" in r.stderr  # the engine's build output was streamed
+        # a bad base is a clear error, not a traceback
+        bad = cli("sandbox", "build-image", "--tag", "deepeyes-sandbox:never", "--base", "localhost/no-such-base:0",
+                  "--quiet", cwd=tmp_path, timeout=600)
+        assert bad.returncode == 1 and "error: the image build failed" in bad.stderr and "hint:" in bad.stderr
+    finally:
+        client.close()
+
+
+@pytest.mark.docker
+def test_kernels_run_the_toolbox_in_containers(docker_image: str) -> None:
+    cfg = SandboxConfig(isolation="docker", docker_image=docker_image, pool_size=0, memory_mb=512)
     status, out, images = _run_toolbox_cell(cfg)
     assert status == "ok" and out == "(24, 32) (24, 32)\n" and images == 1, out

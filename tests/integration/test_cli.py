@@ -91,19 +91,65 @@ def test_build_tiny_refuses_to_clobber(cli, tmp_path: Path) -> None:
     assert out.returncode == 1 and "not empty" in out.stderr and (tmp_path / "keep.txt").exists()
 
 
+def _blocked_reading_stdin(pid: int) -> bool:
+    """The main thread sleeps in a read of a pipe (``sandbox run -`` waiting for its cell)."""
+    try:
+        return "pipe_read" in Path(f"/proc/{pid}/wchan").read_text()
+    except OSError:
+        return False
+
+
+def _interrupt_when(proc, ready, timeout: float = 60) -> tuple[int, str]:
+    import signal
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not ready():
+        assert proc.poll() is None, proc.communicate()[1]
+        assert time.monotonic() < deadline, "the command never reached the point to interrupt"
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    return proc.returncode, err
+
+
 def test_ctrl_c_is_one_clear_line_and_exit_130(tmp_path: Path) -> None:
     import os
-    import signal
     import subprocess
     import sys
-    import time
 
     # `sandbox run -` blocks reading the cell from stdin: a deterministic place to interrupt.
     proc = subprocess.Popen([sys.executable, "-m", "deepeyes_cli", "sandbox", "run", "-", "-r", "tiny"],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             cwd=tmp_path, env={**os.environ, "NO_COLOR": "1"})
-    time.sleep(1.5)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130
+    code, err = _interrupt_when(proc, lambda: _blocked_reading_stdin(proc.pid))
+    assert code == 130
     assert "error: interrupted" in err and "Traceback" not in err
+
+
+def test_ctrl_c_while_the_command_is_still_starting_is_the_same_clear_line(tmp_path: Path) -> None:
+    """Interrupted after the CLI package is imported but before ``run`` catches Ctrl-C (the
+    window of typer, rich and the subcommands' imports): no traceback either."""
+    import os
+    import subprocess
+    import sys
+
+    starting = ("import sys\nsys.argv[0] = 'deepeyes'\nimport deepeyes_cli.cli.main\n"
+                "print('imported', flush=True)\nsys.stdin.readline()\n"
+                "deepeyes_cli.cli.main.run(['--version'])\n")
+    proc = subprocess.Popen([sys.executable, "-c", starting], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=tmp_path, env={**os.environ, "NO_COLOR": "1"})
+    assert proc.stdout is not None and proc.stdout.readline() == "imported\n"
+    code, err = _interrupt_when(proc, lambda: _blocked_reading_stdin(proc.pid))
+    assert code == 130, err
+    assert err.startswith("error: interrupted\nhint: ") and "Traceback" not in err
+
+
+def test_a_program_that_imports_the_cli_keeps_its_own_ctrl_c() -> None:
+    import subprocess
+    import sys
+
+    code = ("import signal\nimport deepeyes_cli.cli.main\n"
+            "print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "True", out.stderr

@@ -106,13 +106,40 @@ def test_multi_image_inputs_get_mrope_positions(loaded) -> None:
     assert computed is not None and torch.equal(computed[..., : pos.shape[-1]], pos)
 
 
-def test_generates_tokens(loaded) -> None:
+def _greedy_by_hand(model, inputs: dict, steps: int) -> list[int]:
+    """Greedy decoding by full forward passes (no KV cache): the argmax after each prefix."""
+    ids, mask, types = inputs["input_ids"], inputs["attention_mask"], inputs["mm_token_type_ids"]
+    out: list[int] = []
+    with torch.no_grad():
+        for _ in range(steps):
+            logits = model(input_ids=ids, attention_mask=mask, mm_token_type_ids=types,
+                           pixel_values=inputs["pixel_values"], image_grid_thw=inputs["image_grid_thw"]).logits
+            nxt = int(logits[0, -1].argmax())
+            out.append(nxt)
+            one = torch.ones((1, 1), dtype=ids.dtype)
+            ids, mask, types = torch.cat([ids, one * nxt], 1), torch.cat([mask, one], 1), torch.cat([types, one * 0], 1)
+    return out
+
+
+def test_generates_what_its_logits_say_and_sees_the_image(loaded) -> None:
     model, processor = loaded
     msgs = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "What is it?"}]}]
     text = processor.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
     inputs = processor(text=[text], images=[_image(224, 224, (9, 9, 9))], return_tensors="pt")
-    out = model.generate(**inputs, max_new_tokens=20, min_new_tokens=20, do_sample=False)
-    assert out.shape[1] == inputs["input_ids"].shape[1] + 20
+    out = model.generate(**inputs, max_new_tokens=8, min_new_tokens=8, do_sample=False)
+    n = inputs["input_ids"].shape[1]
+    assert torch.equal(out[0, :n], inputs["input_ids"][0])  # the prompt comes back unchanged
+    generated = out[0, n:].tolist()
+    # generate() with its cache and M-RoPE positions picks exactly the argmax of a plain forward pass
+    assert generated == _greedy_by_hand(model, dict(inputs), 8)
+    again = model.generate(**inputs, max_new_tokens=8, min_new_tokens=8, do_sample=False)
+    assert again[0, n:].tolist() == generated  # greedy is deterministic
+    # the image reaches the logits: another image gives other next-token scores
+    other = processor(text=[text], images=[_image(224, 224, (250, 30, 200))], return_tensors="pt")
+    with torch.no_grad():
+        a = model(**inputs).logits[0, -1]
+        b = model(**other).logits[0, -1]
+    assert not torch.allclose(a, b)
 
 
 def test_build_is_deterministic_per_seed(tmp_path: Path, tiny_model_dir: Path) -> None:

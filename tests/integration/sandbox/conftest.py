@@ -1,4 +1,5 @@
-"""One real `deepeyes sandbox serve` (bwrap isolation, small limits) shared by the sandbox tests.
+"""One real `deepeyes sandbox serve` (bwrap isolation, small limits) shared by the sandbox tests,
+and one with ``isolation: docker`` for the suites that run under both.
 
 It runs as a separate process, started through the CLI, with secrets in its environment that
 no session may see. Tests talk to it over HTTP like a trainer would.
@@ -21,12 +22,13 @@ from typing import Any
 import httpx
 import pytest
 
+from deepeyes_cli.testing.docker import DOCKER_IMAGE
+
 REPO = Path(__file__).resolve().parents[3]
 SECRET = "sk-deepeyes-test-" + uuid.uuid4().hex
 MAX_PROCESSES = 48
 
-needs_bwrap = pytest.mark.skipif(shutil.which("bwrap") is None,
-                                 reason="bubblewrap is not installed (make sandbox-deps installs it)")
+needs_bwrap = pytest.mark.needs_bwrap  # skips without bwrap; fails without it when CI is set
 
 
 @dataclass
@@ -39,6 +41,7 @@ class Server:
     secret: str = SECRET
     memory_mb: int = 320
     max_processes: int = MAX_PROCESSES
+    isolation: str = "bwrap"
 
     def post(self, path: str, body: dict[str, Any]) -> httpx.Response:
         try:
@@ -90,26 +93,17 @@ def make_http_client() -> Any:
     return http_client
 
 
-@pytest.fixture(scope="session")
-def sandbox_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    if shutil.which("bwrap") is None:
-        pytest.skip("bubblewrap is not installed (make sandbox-deps installs it)")
-    from deepeyes_cli.sandbox.limits import CgroupFactory
-
-    cgroups = CgroupFactory.detect()
-    # A memory cgroup counts what a session really uses; RLIMIT_AS (without one) counts address space,
-    # of which a kernel reserves ~0.3-0.6 GB before any cell runs.
-    memory_mb = 320 if cgroups is not None and "memory" in cgroups.controllers else 1024
-    if cgroups is not None:
-        cgroups.close()
+def start_server(tmp_path_factory: pytest.TempPathFactory, isolation: str, memory_mb: int,
+                 extra: tuple[str, ...] = ()) -> Server:
+    """`deepeyes sandbox serve` in a process of its own, with secrets in its environment."""
     token = uuid.uuid4().hex
-    run_dir = tmp_path_factory.mktemp("sandbox-serve")
+    run_dir = tmp_path_factory.mktemp(f"sandbox-serve-{isolation}")
     env = {**os.environ, "OPENAI_API_KEY": SECRET, "DEEPEYES_TEST_SECRET": SECRET, "PYTHONPATH": str(REPO),
            "DEEPEYES_SANDBOX_TOKEN": token}
     cmd = [sys.executable, "-m", "deepeyes_cli", "sandbox", "serve", "--port", "0", "--run-dir", str(run_dir),
-           "sandbox.isolation=bwrap", "sandbox.pool_size=3", f"sandbox.memory_mb={memory_mb}",
+           f"sandbox.isolation={isolation}", "sandbox.pool_size=3", f"sandbox.memory_mb={memory_mb}",
            f"sandbox.max_processes={MAX_PROCESSES}", "sandbox.max_output_chars=4000", "sandbox.max_sessions=24",
-           "sandbox.interrupt_grace_s=3", "sandbox.file_size_mb=8"]
+           "sandbox.interrupt_grace_s=3", "sandbox.file_size_mb=8", *extra]
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env, cwd=run_dir)
     assert proc.stderr is not None
     url = None
@@ -123,13 +117,56 @@ def sandbox_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]
         raise RuntimeError("the sandbox server did not start:\n" + "".join(lines))
     # Keep reading its stderr, or a chatty server would block on a full pipe.
     threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True).start()  # type: ignore[arg-type]
-    server = Server(url, token, proc, http_client(url, token), lines, memory_mb=memory_mb)
+    return Server(url, token, proc, http_client(url, token), lines, memory_mb=memory_mb, isolation=isolation)
+
+
+def stop_server(server: Server) -> None:
+    server.client.close()
+    server.proc.terminate()
+    try:
+        server.proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        server.proc.kill()
+
+
+@pytest.fixture(scope="session")
+def sandbox_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    if shutil.which("bwrap") is None:
+        from deepeyes_cli.testing.ci import skip_or_fail
+
+        skip_or_fail("bubblewrap is not installed (make sandbox-deps installs it)")
+    from deepeyes_cli.sandbox.limits import CgroupFactory
+
+    cgroups = CgroupFactory.detect()
+    # A memory cgroup counts what a session really uses; RLIMIT_AS (without one) counts address space,
+    # of which a kernel reserves ~0.3-0.6 GB before any cell runs.
+    memory_mb = 320 if cgroups is not None and "memory" in cgroups.controllers else 1024
+    if cgroups is not None:
+        cgroups.close()
+    server = start_server(tmp_path_factory, "bwrap", memory_mb)
     try:
         yield server
     finally:
-        server.client.close()
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_server(server)
+
+
+def need_docker(image: str | None = DOCKER_IMAGE) -> None:
+    """Skip with the reason, or fail with DEEPEYES_REQUIRE_DOCKER=1 (make test-docker, once the engine runs)."""
+    from deepeyes_cli.testing.docker import docker_required, docker_unavailable
+
+    why = docker_unavailable(image)
+    if why is not None:
+        if docker_required():
+            pytest.fail(f"DEEPEYES_REQUIRE_DOCKER=1, but {why}")
+        pytest.skip(why)
+
+
+@pytest.fixture(scope="session")
+def docker_sandbox_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """The same server with ``isolation: docker``: a container per kernel."""
+    need_docker()
+    server = start_server(tmp_path_factory, "docker", 320, (f"sandbox.docker_image={DOCKER_IMAGE}",))
+    try:
+        yield server
+    finally:
+        stop_server(server)

@@ -4,7 +4,6 @@ cell runs or while it waits for room, a caller that gives up on a cell."""
 from __future__ import annotations
 
 import asyncio
-import shutil
 from typing import Any
 
 import pytest
@@ -15,11 +14,11 @@ from deepeyes_cli.sandbox.pool import KernelPool
 from deepeyes_cli.sandbox.server import create_app
 from deepeyes_cli.testing.servers import BackgroundServer
 
-pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed")
+pytestmark = pytest.mark.needs_bwrap  # skips without bwrap; fails without it when CI is set
 
 
 def test_a_kernel_that_cannot_be_restarted_yet_is_retried_by_the_next_cell(make_http_client: Any) -> None:
-    cfg = SandboxConfig(pool_size=0, memory_mb=512)
+    cfg = SandboxConfig(pool_size=0, memory_mb=512, kernel_start="exec")  # each start runs launcher.python
     pool = KernelPool(cfg)
     with BackgroundServer(create_app(cfg, pool=pool)) as server, make_http_client(server.url) as client:
         def cell(code: str) -> dict[str, Any]:

@@ -103,13 +103,7 @@ def test_identical_requests_from_several_processes_make_one_call(serpapi_key: st
     assert sorted(o["cache"] for o in outs).count("miss") == 1
 
 
-def test_a_leader_slower_than_its_lease_is_not_asked_twice(serpapi_key: str, config_for) -> None:
-    """The upstream call outlasts lease_s several times over; the leader renews its lease meanwhile."""
-    with FakeSerpAPI(api_key=serpapi_key, delay_s=2.5) as slow:
-        outs = _same_query_in(3, config_for(slow, cache={"lease_s": 0.4}).model_dump_json())
-    assert slow.calls["google"] == 1
-    statuses = [o["cache"] for o in outs]  # a worker slowed down by a busy machine may arrive after: "hit"
-    assert statuses.count("miss") == 1 and set(statuses) <= {"miss", "shared", "hit"}
+# A leader slower than its lease: test_search_flight_processes.py (waits on the lease's renewals).
 
 
 def test_kill_9_during_writes_leaves_a_sound_cache(tmp_path: Path) -> None:

@@ -137,13 +137,18 @@ def test_factory_errors(missing: str) -> None:
 def test_vllm_backend_without_vllm_says_what_to_install() -> None:
     from deepeyes_cli.errors import BackendError
     from deepeyes_cli.policy.factory import make_policy
-    from deepeyes_cli.policy.vllm_engine import engine_args
+    from deepeyes_cli.policy.vllm_engine import engine_args, engine_environment
     from deepeyes_cli.recipe.loader import load_recipe
 
     recipe = load_recipe("7b", ["policy.backend=vllm"]).recipe
     args = engine_args("/ckpt", recipe)
     assert args["limit_mm_per_prompt"] == {"image": 50} and args["gpu_memory_utilization"] == 0.6
     assert args["mm_processor_kwargs"] == {"size": {"shortest_edge": 3136, "longest_edge": 12845056}}
+    assert args["distributed_executor_backend"] == "uni"  # one worker: inside the EngineCore process
+    tp2 = load_recipe("7b", ["policy.backend=vllm", "policy.vllm.tensor_parallel_size=2"]).recipe
+    assert "distributed_executor_backend" not in engine_args("/ckpt", tp2)
+    env = engine_environment(load_recipe("tiny", []).recipe)
+    assert env == {"VLLM_LOGGING_STREAM": "ext://sys.stderr", "VLLM_CPU_KVCACHE_SPACE": "1"}  # stdout is data
     with pytest.raises(BackendError, match="needs vLLM") as e:
         make_policy(load_recipe("tiny", ["policy.backend=vllm"]).recipe)
     assert e.value.hint and "gpu extra" in e.value.hint

@@ -26,7 +26,7 @@ def test_container_spec_is_locked_down_and_valid_for_the_sdk(tmp_path: Path) -> 
     assert host["NanoCpus"] == 1_500_000_000 and host["PidsLimit"] == 40
     assert host["CapDrop"] == ["ALL"] and host["SecurityOpt"] == ["no-new-privileges"]
     ulimits = {u["Name"]: u["Soft"] for u in host["Ulimits"]}
-    assert ulimits == {"nofile": 128, "fsize": 16 << 20, "cpu": 300, "core": 0}
+    assert ulimits == {"nofile": 128, "fsize": 16 << 20, "cpu": 300, "core": 0, "nproc": 40}
     assert sorted(host["Binds"]) == sorted([f"{slot.ipc}:/sandbox/kernel:rw", f"{slot.input}:/sandbox/input:ro"])
     assert set(host["Tmpfs"]) == {"/tmp", "/sandbox/work"}
     assert args["user"] == "61007:61007" and args["image"] == "deepeyes-sandbox:test"

@@ -1,0 +1,1 @@
+"""`deepeyes serve`: the whole agent loop behind an OpenAI-compatible API."""
