@@ -129,18 +129,27 @@ async def run_benchmark_items(items: Sequence[BenchItem], benchmark: str, runtim
         except InputError as e:  # an image that cannot be read fails its item, not the run
             unreadable[item.id] = _failed(item, e.message)
     progress: Any = (lambda done, total, _cost: on_progress(done, total)) if on_progress else None
-    await run_batch(runtime, _inputs(samples, out_dir), out_dir / BATCH, k=1, concurrency=concurrency, base_dir=out_dir, tag=tag,
-                    on_progress=progress)
-    trajs = _latest(out_dir)
+    seen: dict[str, Trajectory] = {}
+
+    def keep(traj: Trajectory) -> float:
+        # run_batch has no per-record callback; its pricing hook sees each record as it is written,
+        # which spares reading back what this call ran (about 1 ms a record)
+        seen[traj.sample.id] = traj
+        return 0.0
+
+    await run_batch(runtime, _inputs(samples, out_dir), out_dir / BATCH, k=1, concurrency=concurrency,
+                    base_dir=out_dir, tag=tag, on_progress=progress, cost_of=keep)
+    trajs = dict(seen) if len(seen) == len(samples) else {**_latest(out_dir), **seen}
     # Items the backend broke (end_reason "error") are asked again, in a batch of their own:
-    # one folder per set of such items, so a rerun resumes it like any batch.
+    # one folder per attempt, so a rerun resumes it like any batch.
     failed = [s for s in samples if s.id in trajs and trajs[s.id].end_reason == "error"]
     if failed:
         n = len(_batches(out_dir)) - 1
         key = f"{n:03d}-" + hashlib.sha256("\0".join(s.id for s in failed).encode()).hexdigest()[:12]
-        await run_batch(runtime, _inputs(failed, out_dir), out_dir / f"{RETRY}{key}", k=1, concurrency=concurrency, base_dir=out_dir,
-                        tag=tag, on_progress=progress)
-        trajs = _latest(out_dir)
+        seen.clear()
+        await run_batch(runtime, _inputs(failed, out_dir), out_dir / f"{RETRY}{key}", k=1, concurrency=concurrency,
+                        base_dir=out_dir, tag=tag, on_progress=progress, cost_of=keep)
+        trajs = {**trajs, **seen}  # a retry's record replaces the broken one
     results: dict[str, ItemResult] = dict(unreadable)
     pending = []
     for item in items:
