@@ -21,7 +21,7 @@ from deepeyes_cli.sandbox.config import SandboxConfig
 from deepeyes_cli.sandbox.docker_backend import LABEL_OWNER, LABEL_ROLE
 from deepeyes_cli.sandbox.pool import KernelPool
 
-pytestmark = pytest.mark.docker
+pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.timeout(900)]  # container starts: slow when loaded
 REPO = Path(__file__).resolve().parents[2]
 
 

@@ -63,6 +63,8 @@ def test_pinned_requirements_install_and_run_a_kernel(tmp_path: Path) -> None:
 
 
 @pytest.mark.docker
+@pytest.mark.slow
+@pytest.mark.timeout(3600)  # a first build installs the toolbox (minutes); a cached one takes seconds
 def test_build_image_streams_the_build_and_reports_id_and_size(docker_engine: None, cli, tmp_path: Path) -> None:
     """`deepeyes sandbox build-image` against DOCKER_HOST, on the base make test-docker imports
     (DEEPEYES_SANDBOX_BASE; else the Dockerfile's python:3.11-slim, which needs a registry)."""

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.vllm
+# an engine start takes a minute or more on a loaded 2-core machine: beyond the suite's 300 s default
+pytestmark = [pytest.mark.vllm, pytest.mark.slow, pytest.mark.timeout(1200)]
 PHOTO = Path(__file__).resolve().parents[1] / "data" / "street_sign.jpg"
 
 

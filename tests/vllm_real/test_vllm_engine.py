@@ -23,7 +23,8 @@ from typing import Any
 import pytest
 from PIL import Image
 
-pytestmark = pytest.mark.vllm
+# an engine start takes a minute or more on a loaded 2-core machine: beyond the suite's 300 s default
+pytestmark = [pytest.mark.vllm, pytest.mark.slow, pytest.mark.timeout(1200)]
 PARITY_TOKENS = 32
 
 
