@@ -28,8 +28,8 @@ another plan is refused. ``should_stop`` (budget caps) is asked before each pair
 once it returns a reason, no new pair starts, those in flight finish and are kept, and the
 summary says why it stopped; a rerun goes on from there.
 
-The API (stable): ``run_batch``, ``run_batch_sync``, ``read_batch``, ``BatchSummary``,
-``trajectory_cost``; ``on_progress(done, total, cost_usd)``.
+The API (stable): ``run_batch``, ``run_batch_sync``, ``read_batch``, ``canonical``,
+``BatchSummary``, ``trajectory_cost``; ``on_progress(done, total, cost_usd)``.
 """
 
 from __future__ import annotations
@@ -138,13 +138,13 @@ def _iter_records(out_dir: Path) -> Iterator[Trajectory]:
 
 
 def read_batch(out_dir: str | Path) -> list[Trajectory]:
-    """Every record of a batch directory once, sorted by (sample index, attempt). Image paths
-    are relative to ``out_dir`` (load them with ``ref.load(out_dir)``)."""
+    """Every record of a batch directory once, sorted by (sample index, attempt); a pair run
+    again (``retry_failed``) gives its latest record. Image paths are relative to ``out_dir``
+    (load them with ``ref.load(out_dir)``)."""
     seen: dict[tuple[int, int], Trajectory] = {}
     for traj in _iter_records(Path(out_dir)):
         b = traj.metadata.get("batch") or {}
-        key = (int(b.get("index", -1)), int(b.get("attempt", 0)))
-        seen.setdefault(key, traj)
+        seen[(int(b.get("index", -1)), int(b.get("attempt", 0)))] = traj
     return [seen[k] for k in sorted(seen)]
 
 
@@ -238,11 +238,13 @@ async def run_batch(runtime: AgentRuntime, samples: Sequence[Sample | Task], out
                     concurrency: int | None = None, scorer: RewardScorer | None = None, seed: int | None = None,
                     base_dir: str | Path | None = None, tag: str = "", on_progress: ProgressFn | None = None,
                     cost_of: CostFn | None = None, should_stop: Callable[[], str | None] | None = None,
-                    shard_size: int = SHARD_SIZE) -> BatchSummary:
+                    shard_size: int = SHARD_SIZE, retry_failed: bool = False) -> BatchSummary:
     """Run ``k`` attempts of every sample (at most ``concurrency`` at once, default
     ``runtime.cfg.concurrency``) into ``out_dir``, resuming what an earlier run left.
     ``tag`` names the settings the records depend on (e.g. a recipe digest): another tag is
-    another batch. ``cost_of`` prices a trajectory (see ``trajectory_cost``)."""
+    another batch. ``cost_of`` prices a trajectory (see ``trajectory_cost``). With
+    ``retry_failed``, pairs whose record ended in an infrastructure failure (``end_reason``
+    ``error`` or ``tool_fatal``) are run again; their new record supersedes the old one."""
     from filelock import FileLock, Timeout
 
     if k < 1:
@@ -262,12 +264,12 @@ async def run_batch(runtime: AgentRuntime, samples: Sequence[Sample | Task], out
         raise InputError(f"{out} is being written by another process", hint="wait for it, or use another directory") from e
     try:
         _check_manifest(out, digest, {"samples": len(samples), "k": k, "seed": seed, "tag": tag})
-        done_keys = set()
+        latest: dict[Any, Trajectory] = {}
         for traj in _iter_records(out):
-            b = traj.metadata.get("batch") or {}
-            done_keys.add(b.get("key"))
-            if (traj.reward or {}).get("accuracy") == 1.0:
-                summary.correct += 1
+            latest[(traj.metadata.get("batch") or {}).get("key")] = traj
+        done_keys = {key for key, traj in latest.items()
+                     if not (retry_failed and traj.end_reason in ("error", "tool_fatal"))}
+        summary.correct = sum((latest[key].reward or {}).get("accuracy") == 1.0 for key in done_keys)
         pending = [(i, a) for i in range(len(samples)) for a in range(k)
                    if pair_key(i, ids[i], a) not in done_keys]
         summary.resumed = summary.total - len(pending)
