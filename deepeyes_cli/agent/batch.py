@@ -169,7 +169,12 @@ async def _run_pending(runtime: AgentRuntime, samples: Sequence[Sample | Task], 
             loaded[i] = fut
             s = samples[i]
             try:
-                fut.set_result(s if isinstance(s, Task) else await asyncio.to_thread(Task.from_sample, s, base))
+                if isinstance(s, Task):
+                    fut.set_result(s)
+                elif s.images:  # decoding images: off the loop
+                    fut.set_result(await asyncio.to_thread(Task.from_sample, s, base))
+                else:
+                    fut.set_result(Task(s))
             except Exception as e:
                 fut.set_exception(e)
         return await fut

@@ -131,13 +131,13 @@ class ShardWriter:
         self.f: IO[str] | None = None
         self.count = 0
 
-    def write(self, traj: Trajectory) -> None:
+    def write(self, line: str) -> None:
         if self.f is None or self.count >= self.shard_size:
             self.close()
             path = self.out_dir / f"shard-{self.next_index:05d}.jsonl"
             self.next_index += 1
             self.f, self.count = open(path, "a", encoding="utf-8"), 0  # noqa: SIM115 (kept open across writes)
-        self.f.write(traj.model_dump_json() + "\n")
+        self.f.write(line + "\n")
         self.f.flush()  # in the OS's hands: survives kill -9
         self.count += 1
 
@@ -148,21 +148,24 @@ class ShardWriter:
             self.f = None
 
 
-def store_images(traj: Trajectory, out_dir: Path, base_dir: Path | None) -> Trajectory:
-    """A copy with inline images moved to ``out_dir/images`` and relative paths of the input images
-    re-based on ``out_dir`` (a copy: attempts of a sample share their Sample and image refs)."""
-    traj = traj.model_copy(deep=True)
-    for ref in traj.image_refs():
-        if ref.b64 is not None:
-            target = out_dir / IMAGES / f"{ref.sha256}.png"
+def store_images(traj: Trajectory, out_dir: Path, base_dir: Path | None) -> str:
+    """The record as one JSON line, inline images moved to ``out_dir/images`` and relative paths
+    of the input images re-based on ``out_dir``. Works on the dumped dict: the trajectory itself
+    is left as it is (attempts of a sample share their Sample and image refs)."""
+    data = traj.model_dump(mode="json")
+    refs = list(data["sample"]["images"])
+    refs += [p["image"] for m in data["messages"] for p in m["content"] if p.get("type") == "image"]
+    for ref in refs:
+        if ref.get("b64") is not None:
+            target = out_dir / IMAGES / f"{ref['sha256']}.png"
             if not target.exists():
                 target.parent.mkdir(parents=True, exist_ok=True)
-                atomic_write(target, base64.b64decode(ref.b64))
-            ref.path, ref.b64 = f"{IMAGES}/{ref.sha256}.png", None
-        elif ref.path and base_dir is not None and not os.path.isabs(ref.path) \
-                and not ref.path.startswith(f"{IMAGES}/"):
-            ref.path = os.path.relpath(base_dir / ref.path, out_dir)
-    return traj
+                atomic_write(target, base64.b64decode(ref["b64"]))
+            ref["path"], ref["b64"] = f"{IMAGES}/{ref['sha256']}.png", None
+        elif ref.get("path") and base_dir is not None and not os.path.isabs(ref["path"]) \
+                and not ref["path"].startswith(f"{IMAGES}/"):
+            ref["path"] = os.path.relpath(base_dir / ref["path"], out_dir)
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
 
 
 def check_manifest(out_dir: Path, digest: str, plan: dict[str, Any]) -> None:
