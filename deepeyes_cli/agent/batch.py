@@ -28,194 +28,50 @@ another plan is refused. ``should_stop`` (budget caps) is asked before each pair
 once it returns a reason, no new pair starts, those in flight finish and are kept, and the
 summary says why it stopped; a rerun goes on from there.
 
-The API (stable): ``run_batch``, ``run_batch_sync``, ``read_batch``, ``BatchSummary``,
-``trajectory_cost``; ``on_progress(done, total, cost_usd)``.
+The API (stable): ``run_batch``, ``run_batch_sync``, ``read_batch``, ``canonical``,
+``BatchSummary``, ``trajectory_cost``; ``on_progress(done, total, cost_usd)``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import dataclasses
-import hashlib
 import json
-import os
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any
 
+from deepeyes_cli.agent.batch_files import (
+    MANIFEST,
+    SHARD_SIZE,
+    BatchSummary,
+    CostFn,
+    ProgressFn,
+    ShardWriter,
+    attempt_seed,
+    canonical,
+    check_manifest,
+    iter_records,
+    pair_key,
+    plan_digest,
+    read_batch,
+    store_images,
+    trajectory_cost,
+    trajectory_id,
+    trajectory_tokens,
+)
 from deepeyes_cli.agent.loop import AgentRuntime, run_trajectory
 from deepeyes_cli.agent.records import Task
-from deepeyes_cli.agent.trajectory import Sample, Trajectory, read_jsonl
+from deepeyes_cli.agent.trajectory import Sample, Trajectory
 from deepeyes_cli.errors import InputError
 from deepeyes_cli.fileio import atomic_write
 
 if TYPE_CHECKING:
     from deepeyes_cli.rewards.reward import RewardScorer
 
-MANIFEST = "manifest.json"
-IMAGES = "images"
-SHARD_SIZE = 5000
-TIMING_FIELDS = ("created_at", "wall_s")
-TURN_TIMING_FIELDS = ("generation_s", "tool_s")
-
-ProgressFn = Callable[[int, int, float], None]
-CostFn = Callable[[Trajectory], float]
-
-
-@dataclass
-class BatchSummary:
-    out_dir: Path
-    total: int = 0  # (sample, attempt) pairs in the plan
-    done: int = 0  # pairs with a record, now
-    resumed: int = 0  # of those, found from an earlier run
-    ran: int = 0  # run by this call
-    errors: int = 0  # records of this call that ended with end_reason "error"
-    correct: int = 0  # scored records (all, resumed included) with accuracy 1
-    cost_usd: float = 0.0  # of this call (cost_of)
-    prompt_tokens: int = 0  # of this call
-    completion_tokens: int = 0
-    stopped: str | None = None  # why new pairs stopped starting (should_stop), None when complete
-    elapsed_s: float = 0.0
-    concurrency: int = 1
-    mean_in_flight: float = 0.0  # time-averaged trajectories in flight while pairs were pending
-
-    @property
-    def complete(self) -> bool:
-        return self.done >= self.total
-
-    def to_json(self) -> dict[str, Any]:
-        out = dataclasses.asdict(self)
-        out["out_dir"] = str(self.out_dir)
-        out["complete"] = self.complete
-        return out
-
-
-def trajectory_tokens(traj: Trajectory) -> tuple[int, int]:
-    """Prompt and completion tokens of a trajectory's model calls."""
-    return (sum(t.prompt_tokens or 0 for t in traj.turns), sum(t.completion_tokens or 0 for t in traj.turns))
-
-
-def trajectory_cost(traj: Trajectory, input_per_mtok: float, output_per_mtok: float) -> float:
-    """USD for a trajectory's model calls at the given prices (per million tokens)."""
-    p, c = trajectory_tokens(traj)
-    return (p * input_per_mtok + c * output_per_mtok) / 1e6
-
-
-def pair_key(index: int, sample_id: str, attempt: int) -> str:
-    return f"{index}:{sample_id}:{attempt}"
-
-
-def attempt_seed(seed: int, sample_id: str, attempt: int) -> int:
-    h = hashlib.sha256(f"{seed}\0{sample_id}\0{attempt}".encode()).digest()
-    return int.from_bytes(h[:4], "big") & 0x7FFFFFFF
-
-
-def _trajectory_id(tag: str, seed: int | None, sample_id: str, attempt: int) -> str:
-    return hashlib.sha256(f"{tag}\0{seed}\0{sample_id}\0{attempt}".encode()).hexdigest()[:24]
-
-
-def _plan_digest(ids: Sequence[str], k: int, seed: int | None, tag: str) -> str:
-    h = hashlib.sha256(json.dumps({"k": k, "seed": seed, "tag": tag, "n": len(ids)}).encode())
-    for sid in ids:
-        h.update(sid.encode() + b"\0")
-    return h.hexdigest()[:16]
-
-
-def _shards(out_dir: Path) -> list[Path]:
-    return sorted(out_dir.glob("shard-*.jsonl"))
-
-
-def _iter_records(out_dir: Path) -> Iterator[Trajectory]:
-    for shard in _shards(out_dir):
-        try:
-            yield from read_jsonl(shard)
-        except ValueError as e:
-            raise InputError(str(e), hint=f"the batch directory {out_dir} is damaged; delete the bad shard "
-                                          "to run its pairs again") from e
-
-
-def read_batch(out_dir: str | Path) -> list[Trajectory]:
-    """Every record of a batch directory once, sorted by (sample index, attempt). Image paths
-    are relative to ``out_dir`` (load them with ``ref.load(out_dir)``)."""
-    seen: dict[tuple[int, int], Trajectory] = {}
-    for traj in _iter_records(Path(out_dir)):
-        b = traj.metadata.get("batch") or {}
-        key = (int(b.get("index", -1)), int(b.get("attempt", 0)))
-        seen.setdefault(key, traj)
-    return [seen[k] for k in sorted(seen)]
-
-
-def canonical(traj: Trajectory) -> dict[str, Any]:
-    """A record without its timing fields: what two runs of a deterministic backend share."""
-    data = traj.model_dump(mode="json")
-    for f in TIMING_FIELDS:
-        data.pop(f, None)
-    for turn in data.get("turns", []):
-        for f in TURN_TIMING_FIELDS:
-            turn.pop(f, None)
-    return data
-
-
-class _Writer:
-    """Appends records to this run's own shards (never to an earlier run's, whose last line may be torn)."""
-
-    def __init__(self, out_dir: Path, shard_size: int) -> None:
-        self.out_dir, self.shard_size = out_dir, shard_size
-        existing = _shards(out_dir)
-        self.next_index = int(existing[-1].stem.split("-")[1]) + 1 if existing else 0
-        self.f: IO[str] | None = None
-        self.count = 0
-
-    def write(self, traj: Trajectory) -> None:
-        if self.f is None or self.count >= self.shard_size:
-            self.close()
-            path = self.out_dir / f"shard-{self.next_index:05d}.jsonl"
-            self.next_index += 1
-            self.f, self.count = open(path, "a", encoding="utf-8"), 0  # noqa: SIM115 (kept open across writes)
-        self.f.write(traj.model_dump_json() + "\n")
-        self.f.flush()  # in the OS's hands: survives kill -9
-        self.count += 1
-
-    def close(self) -> None:
-        if self.f is not None:
-            os.fsync(self.f.fileno())
-            self.f.close()
-            self.f = None
-
-
-def _store_images(traj: Trajectory, out_dir: Path, base_dir: Path | None) -> Trajectory:
-    """A copy with inline images moved to ``out_dir/images`` and relative paths of the input images
-    re-based on ``out_dir`` (a copy: attempts of a sample share their Sample and image refs)."""
-    traj = traj.model_copy(deep=True)
-    for ref in traj.image_refs():
-        if ref.b64 is not None:
-            target = out_dir / IMAGES / f"{ref.sha256}.png"
-            if not target.exists():
-                target.parent.mkdir(parents=True, exist_ok=True)
-                atomic_write(target, base64.b64decode(ref.b64))
-            ref.path, ref.b64 = f"{IMAGES}/{ref.sha256}.png", None
-        elif ref.path and base_dir is not None and not os.path.isabs(ref.path) \
-                and not ref.path.startswith(f"{IMAGES}/"):
-            ref.path = os.path.relpath(base_dir / ref.path, out_dir)
-    return traj
-
-
-def _check_manifest(out_dir: Path, digest: str, plan: dict[str, Any]) -> None:
-    path = out_dir / MANIFEST
-    if path.exists():
-        try:
-            old = json.loads(path.read_text(encoding="utf-8"))
-        except ValueError as e:
-            raise InputError(f"{path} is damaged: {e}", hint="delete the directory to start the batch again") from e
-        if old.get("plan_digest") != digest:
-            raise InputError(f"{out_dir} holds another batch (other samples, k, seed or settings)",
-                             hint="write to a new directory, or delete this one to start again")
-        return
-    atomic_write(path, json.dumps({"plan_digest": digest, **plan, "complete": False}, indent=2) + "\n")
-
+__all__ = ["BatchSummary", "CostFn", "ProgressFn", "attempt_seed", "canonical", "read_batch", "run_batch",
+           "run_batch_sync", "trajectory_cost", "trajectory_tokens"]
 
 class _InFlight:
     """Time-integral of trajectories in flight (for the concurrency-utilisation figure)."""
@@ -238,11 +94,13 @@ async def run_batch(runtime: AgentRuntime, samples: Sequence[Sample | Task], out
                     concurrency: int | None = None, scorer: RewardScorer | None = None, seed: int | None = None,
                     base_dir: str | Path | None = None, tag: str = "", on_progress: ProgressFn | None = None,
                     cost_of: CostFn | None = None, should_stop: Callable[[], str | None] | None = None,
-                    shard_size: int = SHARD_SIZE) -> BatchSummary:
+                    shard_size: int = SHARD_SIZE, retry_failed: bool = False) -> BatchSummary:
     """Run ``k`` attempts of every sample (at most ``concurrency`` at once, default
     ``runtime.cfg.concurrency``) into ``out_dir``, resuming what an earlier run left.
     ``tag`` names the settings the records depend on (e.g. a recipe digest): another tag is
-    another batch. ``cost_of`` prices a trajectory (see ``trajectory_cost``)."""
+    another batch. ``cost_of`` prices a trajectory (see ``trajectory_cost``). With
+    ``retry_failed``, pairs whose record ended in an infrastructure failure (``end_reason``
+    ``error`` or ``tool_fatal``) are run again; their new record supersedes the old one."""
     from filelock import FileLock, Timeout
 
     if k < 1:
@@ -252,7 +110,7 @@ async def run_batch(runtime: AgentRuntime, samples: Sequence[Sample | Task], out
     out.mkdir(parents=True, exist_ok=True)
     base = Path(base_dir).resolve() if base_dir is not None else None
     ids = [s.sample.id if isinstance(s, Task) else s.id for s in samples]
-    digest = _plan_digest(ids, k, seed, tag)
+    digest = plan_digest(ids, k, seed, tag)
     width = concurrency or runtime.cfg.concurrency
     summary = BatchSummary(out, total=len(samples) * k, concurrency=width)
     lock = FileLock(str(out / ".lock"), timeout=0)
@@ -261,20 +119,20 @@ async def run_batch(runtime: AgentRuntime, samples: Sequence[Sample | Task], out
     except Timeout as e:
         raise InputError(f"{out} is being written by another process", hint="wait for it, or use another directory") from e
     try:
-        _check_manifest(out, digest, {"samples": len(samples), "k": k, "seed": seed, "tag": tag})
-        done_keys = set()
-        for traj in _iter_records(out):
-            b = traj.metadata.get("batch") or {}
-            done_keys.add(b.get("key"))
-            if (traj.reward or {}).get("accuracy") == 1.0:
-                summary.correct += 1
+        check_manifest(out, digest, {"samples": len(samples), "k": k, "seed": seed, "tag": tag})
+        latest: dict[Any, Trajectory] = {}
+        for traj in iter_records(out):
+            latest[(traj.metadata.get("batch") or {}).get("key")] = traj
+        done_keys = {key for key, traj in latest.items()
+                     if not (retry_failed and traj.end_reason in ("error", "tool_fatal"))}
+        summary.correct = sum((latest[key].reward or {}).get("accuracy") == 1.0 for key in done_keys)
         pending = [(i, a) for i in range(len(samples)) for a in range(k)
                    if pair_key(i, ids[i], a) not in done_keys]
         summary.resumed = summary.total - len(pending)
         summary.done = summary.resumed
         if on_progress:
             on_progress(summary.done, summary.total, 0.0)
-        writer = _Writer(out, shard_size)
+        writer = ShardWriter(out, shard_size)
         flight = _InFlight()
         try:
             await _run_pending(runtime, samples, ids, pending, base, width, scorer, seed, tag, writer, flight,
@@ -295,7 +153,7 @@ async def run_batch(runtime: AgentRuntime, samples: Sequence[Sample | Task], out
 
 async def _run_pending(runtime: AgentRuntime, samples: Sequence[Sample | Task], ids: list[str],
                        pending: list[tuple[int, int]], base: Path | None, width: int, scorer: RewardScorer | None,
-                       seed: int | None, tag: str, writer: _Writer, flight: _InFlight, summary: BatchSummary,
+                       seed: int | None, tag: str, writer: ShardWriter, flight: _InFlight, summary: BatchSummary,
                        on_progress: ProgressFn | None, cost_of: CostFn | None,
                        should_stop: Callable[[], str | None] | None) -> None:
     remaining: dict[int, int] = {}
@@ -311,7 +169,12 @@ async def _run_pending(runtime: AgentRuntime, samples: Sequence[Sample | Task], 
             loaded[i] = fut
             s = samples[i]
             try:
-                fut.set_result(s if isinstance(s, Task) else await asyncio.to_thread(Task.from_sample, s, base))
+                if isinstance(s, Task):
+                    fut.set_result(s)
+                elif s.images:  # decoding images: off the loop
+                    fut.set_result(await asyncio.to_thread(Task.from_sample, s, base))
+                else:
+                    fut.set_result(Task(s))
             except Exception as e:
                 fut.set_exception(e)
         return await fut
@@ -326,14 +189,14 @@ async def _run_pending(runtime: AgentRuntime, samples: Sequence[Sample | Task], 
         if seed is not None:
             rt = dataclasses.replace(runtime, cfg=runtime.cfg.model_copy(update={"seed": attempt_seed(seed, ids[i], a)}))
         traj = await run_trajectory(task, rt)
-        traj.id = _trajectory_id(tag, seed, ids[i], a)
+        traj.id = trajectory_id(tag, seed, ids[i], a)
         traj.metadata["batch"] = {"index": i, "attempt": a, "key": pair_key(i, ids[i], a)}
         if scorer is not None:
             traj.reward = (await scorer.score_many([traj]))[0].model_dump(mode="json")
         if any(ref.b64 is not None for ref in traj.image_refs()):  # PNG decoding and writing: off the loop
-            writer.write(await asyncio.to_thread(_store_images, traj, writer.out_dir, base))
+            writer.write(await asyncio.to_thread(store_images, traj, writer.out_dir, base))
         else:
-            writer.write(_store_images(traj, writer.out_dir, base))
+            writer.write(store_images(traj, writer.out_dir, base))
         remaining[i] -= 1
         if remaining[i] == 0:
             loaded.pop(i, None)  # its images are no longer needed

@@ -143,6 +143,10 @@ def prompt_texts(recipe: Any) -> tuple[str | None, str]:
 def export(recipe: Any, data: DataDir, force: bool = False) -> dict[str, Any]:
     cfg = recipe.curate.export
     split_dir = data.path / "split"
+    if data.summary("split") is None:
+        from deepeyes_cli.errors import InputError
+
+        raise InputError(f"{data.path} has not been split yet", hint=f"run `deepeyes curate split {data.path}` first")
     ids = {name: [r["id"] for r in data.read_jsonl(split_dir / f"{name}.jsonl")] for name in ("rl", "sft", "val")}
     kept = read_kept(data)
     digest = digest_of("export", data.samples_digest(), ids, [t.id for t in kept], cfg.model_dump(mode="json"),

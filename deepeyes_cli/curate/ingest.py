@@ -95,18 +95,24 @@ def store_image(value: Any, base_dir: Path | None, images_dir: Path, max_pixels:
                     raise BadRow(f"missing image {path}", "missing image")
                 data = p.read_bytes()
             with Image.open(io.BytesIO(data)) as opened:
+                if opened.format == "PNG" and opened.mode == "RGB" and opened.width * opened.height <= max_pixels:
+                    opened.load()  # decoded: a truncated or corrupt file fails here
+                    return _store_png(data, opened.width, opened.height, images_dir)  # kept byte for byte
                 im = opened.convert("RGB")
     except (UnidentifiedImageError, OSError, ValueError) as e:
         raise BadRow(f"unreadable image: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from e
     if im.width * im.height > max_pixels:  # only huge images change: the sandbox sees the original pixels
         scale = (max_pixels / (im.width * im.height)) ** 0.5
         im = im.resize((max(1, int(im.width * scale)), max(1, int(im.height * scale))), Image.Resampling.LANCZOS)
-    png = encode_png(im)
+    return _store_png(encode_png(im), im.width, im.height, images_dir)
+
+
+def _store_png(png: bytes, width: int, height: int, images_dir: Path) -> ImageRef:
     sha = hashlib.sha256(png).hexdigest()
     target = images_dir / f"{sha}.png"
     if not target.exists():
         atomic_write(target, png)
-    return ImageRef(sha256=sha, width=im.width, height=im.height, path=f"images/{sha}.png")
+    return ImageRef(sha256=sha, width=width, height=height, path=f"images/{sha}.png")
 
 
 def _text(v: Any) -> str | None:

@@ -89,7 +89,8 @@ async def difficulty(recipe: Any, data: DataDir, get_policy: Callable[[], Policy
     async with stage_runtime(recipe, get_policy(), cfg.tools, digest, temperature=cfg.temperature,
                              max_turns=cfg.max_turns, max_tokens_per_turn=cfg.max_tokens_per_turn) as rt:
         s = await run_batch(rt, samples, batch_dir, k=cfg.k, concurrency=cfg.concurrency, scorer=scorer_for(recipe),
-                            seed=recipe.run.seed, base_dir=data.path, tag=digest, on_progress=on_progress)
+                            seed=recipe.run.seed, base_dir=data.path, tag=digest, on_progress=on_progress,
+                            retry_failed=True)
     by_q = per_question(read_batch(batch_dir))
     rows, hist = [], Counter[int]()
     for sample in samples:
@@ -146,7 +147,8 @@ async def tool_benefit(recipe: Any, data: DataDir, get_policy: Callable[[], Poli
         async with stage_runtime(recipe, get_policy(), tools, digest, temperature=cfg.temperature,
                                  max_turns=cfg.max_turns, max_tokens_per_turn=cfg.max_tokens_per_turn) as rt:
             await run_batch(rt, samples, batch_dir, k=cfg.k, concurrency=cfg.concurrency, scorer=scorer_for(recipe),
-                            seed=recipe.run.seed, base_dir=data.path, tag=f"{digest}-{arm}", on_progress=progress)
+                            seed=recipe.run.seed, base_dir=data.path, tag=f"{digest}-{arm}", on_progress=progress,
+                            retry_failed=True)
         results[arm] = per_question(read_batch(batch_dir))
         offset += len(samples) * cfg.k
     rows = []

@@ -177,7 +177,8 @@ async def synthesize(recipe: Any, data: DataDir, on_progress: SynthProgress | No
             return await run_batch(rt, group, stage / f"{_slug(label)}-{digest}", k=cfg.attempts,
                                    concurrency=t.concurrency, scorer=scorer, seed=recipe.run.seed,
                                    base_dir=data.path, tag=f"{digest}-{label}", on_progress=progress,
-                                   cost_of=lambda traj: spend.add(label, t, traj), should_stop=spend.exceeded)
+                                   cost_of=lambda traj: spend.add(label, t, traj), should_stop=spend.exceeded,
+                                   retry_failed=True)
         finally:
             await policy.aclose()
 

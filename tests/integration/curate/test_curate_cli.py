@@ -83,7 +83,9 @@ def test_run_killed_mid_synthesis_resumes_to_the_same_data(tmp_path: Path) -> No
 
     verl = "export/verl/train.parquet"
     assert pq.read_table(cut / verl).equals(pq.read_table(tmp_path / "full" / verl))
-    keys = [json.loads(line)["metadata"]["batch"]["key"] for p in (cut / "synthesize").glob("*/shard-*.jsonl")
-            for line in p.read_text().splitlines() if line.endswith("}")]
-    assert len(keys) == len(set(keys)) == 8
+    records = [json.loads(line) for p in (cut / "synthesize").glob("*/shard-*.jsonl")
+               for line in p.read_text().splitlines() if line.endswith("}")]
+    keys = [r["metadata"]["batch"]["key"] for r in records]
+    failed = sum(r["end_reason"] in ("error", "tool_fatal") for r in records)  # retried: superseded
+    assert len(set(keys)) == 8 and len(keys) <= 8 + failed
     assert (cut / "report.html").read_text().count("<img") >= 4

@@ -170,3 +170,25 @@ def test_kill_9_then_resume_gives_the_uninterrupted_output(runner: Path, tmp_pat
             for line in p.read_text().splitlines() if line.endswith("}") and '"id": "torn' not in line]
     assert len(keys) == len(set(keys)) == n * k
 
+
+
+def test_retry_failed_reruns_infrastructure_failures_only(runner: Path, tmp_path: Path) -> None:
+    from deepeyes_cli.policy.base import Completion
+
+    mod = _load(runner)
+
+    class Broken(mod.SeededPolicy):  # type: ignore[name-defined,misc]
+        async def generate(self, convs, params):  # type: ignore[no-untyped-def]
+            return [Completion("", "error", error="connection refused") for _ in convs]
+
+    rt = mod.runtime(0.0, 2)
+    rt.policy = Broken(0.0)
+    first = run_batch_sync(rt, mod.samples(4), tmp_path / "b", k=2, seed=1)
+    assert first.errors == 8
+    assert run_batch_sync(mod.runtime(0.0, 2), mod.samples(4), tmp_path / "b", k=2, seed=1).ran == 0
+    again = run_batch_sync(mod.runtime(0.0, 2), mod.samples(4), tmp_path / "b", k=2, seed=1, retry_failed=True)
+    assert (again.ran, again.errors) == (8, 0)
+    trajs = read_batch(tmp_path / "b")
+    assert len(trajs) == 8 and all(t.end_reason == "answered" for t in trajs)
+    assert run_batch_sync(mod.runtime(0.0, 2), mod.samples(4), tmp_path / "b", k=2, seed=1,
+                          retry_failed=True).ran == 0
