@@ -9,7 +9,7 @@ CONSTRAINTS ?= constraints/cpu.txt
 STAMP := $(VENV)/.deepeyes-installed
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint typecheck pytest completions bench sandbox-deps clean browser-deps mutation
+.PHONY: demo test lint typecheck pytest completions bench sandbox-deps wheel-check clean browser-deps mutation
 
 $(STAMP): pyproject.toml $(CONSTRAINTS)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -46,6 +46,9 @@ mutation: $(STAMP)
 
 bench: $(STAMP)
 	@for f in benchmarks/*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
+
+wheel-check:
+	@bash scripts/wheel-check.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache runs

@@ -7,8 +7,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
+from deepeyes_cli.protocol.messages import ChatMessage
+
 if TYPE_CHECKING:
-    from PIL.Image import Image
+    pass
+
+__all__ = ["ChatMessage", "Completion", "Conversation", "Policy", "SamplingParams"]
 
 FinishReason = Literal["stop", "length", "error"]
 
@@ -21,19 +25,6 @@ class SamplingParams:
     stop: list[str] = field(default_factory=list)
     include_stop_str_in_output: bool = True
     seed: int | None = None
-
-
-@dataclass
-class ChatMessage:
-    """A message ready for a backend: text and PIL images interleaved, in order."""
-
-    role: Literal["system", "user", "assistant"]
-    content: list[str | Image]
-    # Assistant turns only: the ids the model generated, as generated (stop-string tail and
-    # EOS included, never re-tokenized). Token-level backends use them instead of the text.
-    token_ids: list[int] | None = None
-    # Assistant turns only: the text the turn was prefilled with (the start of ``content``).
-    prefill: str = ""
 
 
 @dataclass

@@ -14,12 +14,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from deepeyes_cli.protocol import tags
+from deepeyes_cli.protocol.messages import ChatMessage, ToolOutput
 
 if TYPE_CHECKING:
     from PIL.Image import Image
 
-    from deepeyes_cli.policy.base import ChatMessage
-    from deepeyes_cli.tools.base import ToolResult
 
 Content = list["str | Image"]
 
@@ -36,7 +35,6 @@ def initial_messages(system: str | None, question: str, images: Sequence[Image],
     ``<image>…\\n{question}\\n\\n{instruction}`` with the images as parts. A question
     that carries its own ``<image>`` placeholders (RL parquet and LLaMA-Factory data) keeps
     its layout: each image where its placeholder stands."""
-    from deepeyes_cli.policy.base import ChatMessage
     from deepeyes_cli.protocol.prompts import user_prompt
 
     text = user_prompt(question, 0, instruction)
@@ -77,7 +75,7 @@ def split_placeholders(text: str, images: Sequence[Image], limit: int) -> Observ
     return Observation(_join(content), shown, max(0, len(images) - limit))
 
 
-def code_observation(result: ToolResult, limit: int) -> Observation:
+def code_observation(result: ToolOutput, limit: int) -> Observation:
     """The code template (made by the code tool with :func:`tags.format_code_result`);
     only its trailing placeholders are images, so ``<image>`` printed by the code stays text."""
     text = result.text if result.ok else tags.format_code_result("", result.error or "", 0)
@@ -89,7 +87,7 @@ def code_observation(result: ToolResult, limit: int) -> Observation:
     return Observation(_join([text, *shown]), shown, len(images) - len(shown))
 
 
-def tool_observation(result: ToolResult, limit: int) -> Observation:
+def tool_observation(result: ToolOutput, limit: int) -> Observation:
     """A ``<tool_call>`` result wrapped in ``<tool_response>``, or its error."""
     if not result.ok:
         return Observation([tags.format_tool_error(result.error or "tool failed")], [])

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from deepeyes_cli.protocol import tags
 
 if TYPE_CHECKING:
-    from deepeyes_cli.tools.base import Tool
+    from deepeyes_cli.protocol.messages import ToolSpec
 
 ParsedAction = Literal["code", "tool", "answer", "invalid", "none"]
 
@@ -105,7 +105,7 @@ def _schema_problem(schema: Mapping[str, Any], args: dict[str, Any]) -> str | No
     return f"{where + ': ' if where else ''}{error.message}"
 
 
-def _parse_tool_call(raw: str, tools: Mapping[str, Tool]) -> ParsedTurn:
+def _parse_tool_call(raw: str, tools: Mapping[str, ToolSpec]) -> ParsedTurn:
     """The one ``<tool_call>`` of a turn (without an answer, so with no issue yet)."""
     raw = raw.strip()
     try:
@@ -136,7 +136,7 @@ def _parse_tool_call(raw: str, tools: Mapping[str, Tool]) -> ParsedTurn:
     return ParsedTurn("tool", tool=name, args=args)
 
 
-def parse_turn(text: str, tools: Mapping[str, Tool]) -> ParsedTurn:
+def parse_turn(text: str, tools: Mapping[str, ToolSpec]) -> ParsedTurn:
     """Decide what one assistant turn (prefill included) asks for. ``tools`` maps the
     offered tools' names to tools (for names and argument schemas)."""
     answer_text = text

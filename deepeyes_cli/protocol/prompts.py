@@ -19,8 +19,7 @@ from deepeyes_cli.errors import InputError
 from deepeyes_cli.protocol.tags import CODE_TOOL, IMAGE_PLACEHOLDER
 
 if TYPE_CHECKING:
-    from deepeyes_cli.agent.config import AgentConfig
-    from deepeyes_cli.tools.base import Tool
+    from deepeyes_cli.protocol.messages import PromptSettings, ToolSpec
 
 _INTRO = """\
 You are an agent that answers questions about images. Keep working until the question is \
@@ -74,13 +73,13 @@ to run code, <think> ... </think> <tool_call> ... </tool_call> to call a functio
 <think> ... </think> <answer> ... </answer> to answer."""
 
 
-def tool_declaration(tool: Tool) -> str:
+def tool_declaration(tool: ToolSpec) -> str:
     """One function declaration line, in the JSON shape the model is asked to call."""
     return json.dumps({"name": tool.name, "description": tool.description, "parameters": tool.parameters},
                       ensure_ascii=False)
 
 
-def _example_call(tools: Sequence[Tool]) -> str:
+def _example_call(tools: Sequence[ToolSpec]) -> str:
     for tool in tools:
         required = tool.parameters.get("required") or []
         if required:
@@ -88,7 +87,7 @@ def _example_call(tools: Sequence[Tool]) -> str:
     return json.dumps({"name": tools[0].name})
 
 
-def build_system_prompt(tools: Sequence[Tool], code_timeout_s: float) -> str:
+def build_system_prompt(tools: Sequence[ToolSpec], code_timeout_s: float) -> str:
     """The built-in system prompt for the offered tools."""
     parts = [_INTRO]
     if any(t.name == CODE_TOOL for t in tools):
@@ -100,7 +99,7 @@ def build_system_prompt(tools: Sequence[Tool], code_timeout_s: float) -> str:
     return "\n\n".join(parts)
 
 
-def system_prompt(cfg: AgentConfig, tools: Sequence[Tool], code_timeout_s: float) -> str:
+def system_prompt(cfg: PromptSettings, tools: Sequence[ToolSpec], code_timeout_s: float) -> str:
     """The recipe's system prompt: ``agent.system_prompt``, else ``agent.prompt_file``, else ours."""
     if cfg.system_prompt is not None:
         return cfg.system_prompt
@@ -114,7 +113,7 @@ def system_prompt(cfg: AgentConfig, tools: Sequence[Tool], code_timeout_s: float
     return build_system_prompt(tools, code_timeout_s)
 
 
-def user_instruction(cfg: AgentConfig, tools: Sequence[Tool]) -> str:
+def user_instruction(cfg: PromptSettings, tools: Sequence[ToolSpec]) -> str:
     if cfg.user_instruction is not None:
         return cfg.user_instruction
     return _INSTRUCTION_TOOLS if any(t.name != CODE_TOOL for t in tools) else _INSTRUCTION_CODE

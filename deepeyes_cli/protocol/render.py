@@ -14,11 +14,11 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from deepeyes_cli.protocol import tags
+from deepeyes_cli.protocol.messages import ChatMessage
 
 if TYPE_CHECKING:
     from PIL.Image import Image
 
-    from deepeyes_cli.policy.base import ChatMessage
 
 Span = str | list[int]  # text to tokenize, or ids as the model generated them
 
