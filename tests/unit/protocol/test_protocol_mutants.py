@@ -182,3 +182,15 @@ def test_arguments_that_are_not_an_object_or_not_json() -> None:
 def test_code_when_the_code_tool_is_not_offered() -> None:
     turn = parse_turn(FENCED, {"ping": PING["ping"]})
     assert turn.issues == ["unknown_tool"] and turn.feedback == "Error: Invalid tool call name: code."
+
+
+def test_spans_defaults_and_ids_only_from_assistant_turns() -> None:
+    from deepeyes_cli.policy.base import ChatMessage
+    from deepeyes_cli.protocol import tags
+    from deepeyes_cli.protocol.render import prompt_spans
+
+    msgs = [ChatMessage("system", ["S"]), ChatMessage("user", ["q"], token_ids=[1, 2]),  # ids on a user turn: ignored
+            ChatMessage("assistant", ["a"], token_ids=[3, 4])]
+    head = f"{tags.IM_START}system\nS{tags.IM_END}\n{tags.IM_START}user\nq{tags.IM_END}\n{tags.IM_START}assistant\n"
+    assert prompt_spans(msgs, generation_prompt=False) == [head, [3, 4]]  # a trajectory ends with its last ids
+    assert prompt_spans(msgs)[-1] == f"{tags.IM_END}\n{tags.IM_START}assistant\n"  # no prefix by default
