@@ -194,3 +194,12 @@ def test_spans_defaults_and_ids_only_from_assistant_turns() -> None:
     head = f"{tags.IM_START}system\nS{tags.IM_END}\n{tags.IM_START}user\nq{tags.IM_END}\n{tags.IM_START}assistant\n"
     assert prompt_spans(msgs, generation_prompt=False) == [head, [3, 4]]  # a trajectory ends with its last ids
     assert prompt_spans(msgs)[-1] == f"{tags.IM_END}\n{tags.IM_START}assistant\n"  # no prefix by default
+
+
+def test_a_trajectory_ends_with_its_last_ids_whatever_came_before() -> None:
+    from deepeyes_cli.policy.base import ChatMessage
+    from deepeyes_cli.protocol.render import prompt_spans
+
+    msgs = [ChatMessage("system", ["S"]), ChatMessage("user", ["q"]), ChatMessage("assistant", ["a"], token_ids=[3])]
+    assert prompt_spans(msgs, generation_prompt=False)[-1] == [3]
+    assert prompt_spans(msgs[:2], generation_prompt=False)[-1].endswith("q<|im_end|>\n")  # type: ignore[union-attr]
