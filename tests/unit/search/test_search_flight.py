@@ -177,3 +177,24 @@ def test_one_keeper_thread_however_many_claims_and_none_after_close(tmp_path) ->
     assert leases.try_acquire("d", "o")  # a search still running after close() ...
     assert _keepers() == before  # ... does not start it again
     assert leases.renew() == 4  # what is held can still be renewed by hand
+
+
+def test_renew_pushes_back_exactly_the_claims_still_held(tmp_path) -> None:
+    import time as _time
+
+    cache = SearchCache(tmp_path / "c.sqlite")
+    leases = Leases(cache, ttl_s=600)
+    assert leases.renew() == 0  # nothing held
+    assert leases.try_acquire("a", "o") and leases.try_acquire("b", "o")
+
+    def expiry(key: str) -> float:
+        return float(cache.connection().execute("SELECT expires FROM leases WHERE key=?", (key,)).fetchone()[0])
+
+    with cache.write() as conn:  # as if the claims were about to lapse
+        conn.execute("UPDATE leases SET expires=?", (_time.time() + 1,))
+    assert leases.renew() == 2
+    assert expiry("a") > _time.time() + 500 and expiry("b") > _time.time() + 500
+    leases.release("a", "o")
+    leases.release("b", "someone else")  # not its owner: nothing happens
+    assert leases.renew() == 1 and leases.held("b") and not leases.held("a")
+    leases.close()
