@@ -161,7 +161,7 @@ def test_actions_and_issues(text: str, action: str, issues: list[str]) -> None:
 @pytest.mark.parametrize(("args", "expected"), [
     ("", {}), ('"arguments": {}', {}), ('"arguments": ""', {}), ('"arguments": "  "', {}), ('"arguments": null', {}),
     ('"arguments": "{\\"n\\": 2}"', {"n": 2}), ('"parameters": {"n": 3}', {"n": 3}),
-])
+], ids=["none", "empty", "empty-string", "blank-string", "null", "json-string", "parameters"])  # no backslashes
 def test_arguments_in_every_accepted_shape(args: str, expected: dict) -> None:
     body = '{"name": "ping"' + (", " + args if args else "") + "}"
     turn = parse_turn(f"<tool_call>{body}</tool_call>", PING)
