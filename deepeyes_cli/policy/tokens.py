@@ -40,6 +40,7 @@ class TokenIds:
         self.image_pad = tid(tags.IMAGE_PAD)
         self.endoftext = tid(tags.ENDOFTEXT)
         # token sequences of the bad words, as vLLM builds them (``<size>`` is several tokens)
+        # (add_special_tokens=True is an equivalent mutant here and below: Qwen2 tokenizers add no BOS/EOS)
         self.bad_words = [tokenizer(w, add_special_tokens=False)["input_ids"] for w in tags.BAD_WORDS]
 
 
@@ -67,7 +68,7 @@ def trajectory_tokens(traj: Trajectory, tokenizer: Any, base_dir: str | Path | N
     messages = chat_messages(traj, base_dir)
     out: list[int] = []
     mask: list[int] = []
-    for span in prompt_spans(messages, end_id=ids.im_end, generation_prompt=False):
+    for span in prompt_spans(messages, end_id=ids.im_end, generation_prompt=False):  # (None: as falsy, equivalent)
         piece = tokenizer(span, add_special_tokens=False)["input_ids"] if isinstance(span, str) else span
         out += piece
         mask += [0 if isinstance(span, str) else 1] * len(piece)

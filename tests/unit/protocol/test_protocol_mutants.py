@@ -137,3 +137,69 @@ def test_every_forbidden_special_token_is_removed() -> None:
     assert sanitize(text) == "a" + "b" * (len(tags.TEXT_FORBIDDEN) - 1) + "c"
     assert sanitize("plain <think> text") == "plain <think> text"
     assert content_text(["x<|image_pad|>y"]) == "xy"
+
+
+PING: dict[str, Any] = {**TOOLS, "ping": _Tool("ping", {"type": "object", "properties": {"n": {"type": "integer"}}})}
+FENCED = "<code>\n```python\nx = 1\n```\n</code>"
+
+
+@pytest.mark.parametrize(("text", "action", "issues"), [
+    (FENCED + "<code>\n```python\ny\n```", "invalid", ["multiple_actions"]),  # a second, unclosed <code>
+    (FENCED + '<tool_call>{"name": "ping"', "invalid", ["multiple_actions"]),
+    (FENCED + "<answer>x", "invalid", ["answer_with_tool"]),
+    ("<answer>1</answer><answer>2</answer><answer>3", "invalid", ["multiple_answers", "unclosed_answer"]),
+    ("<answer>1</answer><answer>2</answer>", "answer", ["multiple_answers"]),
+    ("<answer> </answer>", "answer", ["empty_answer"]),
+    ("<think>a <code>x</code> in thought</think>" + FENCED, "code", []),
+    ("just text", "none", ["no_action"]),
+])
+def test_actions_and_issues(text: str, action: str, issues: list[str]) -> None:
+    turn = parse_turn(text, PING)
+    assert (turn.action, turn.issues) == (action, issues)
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    ("", {}), ('"arguments": {}', {}), ('"arguments": ""', {}), ('"arguments": "  "', {}), ('"arguments": null', {}),
+    ('"arguments": "{\\"n\\": 2}"', {"n": 2}), ('"parameters": {"n": 3}', {"n": 3}),
+], ids=["none", "empty", "empty-string", "blank-string", "null", "json-string", "parameters"])  # no backslashes
+def test_arguments_in_every_accepted_shape(args: str, expected: dict) -> None:
+    body = '{"name": "ping"' + (", " + args if args else "") + "}"
+    turn = parse_turn(f"<tool_call>{body}</tool_call>", PING)
+    assert (turn.action, turn.tool, turn.args, turn.issues) == ("tool", "ping", expected, [])
+
+
+def test_arguments_that_are_not_an_object_or_not_json() -> None:
+    raw = '{"name": "ping", "arguments": [1]}'
+    turn = parse_turn(f"<tool_call>{raw}</tool_call>", PING)
+    assert turn.issues == ["invalid_arguments"]
+    assert turn.feedback == f"Error: Invalid tool call parameters for ping: {raw}. arguments must be an object"
+    raw = '{"name": "ping", "arguments": "{bad"}'
+    turn = parse_turn(f"<tool_call>{raw}</tool_call>", PING)
+    assert turn.issues == ["invalid_json"]
+    assert (turn.feedback or "").startswith(f"Error: Invalid tool call format: {raw}. Error: Expecting property name")
+
+
+def test_code_when_the_code_tool_is_not_offered() -> None:
+    turn = parse_turn(FENCED, {"ping": PING["ping"]})
+    assert turn.issues == ["unknown_tool"] and turn.feedback == "Error: Invalid tool call name: code."
+
+
+def test_spans_defaults_and_ids_only_from_assistant_turns() -> None:
+    from deepeyes_cli.policy.base import ChatMessage
+    from deepeyes_cli.protocol import tags
+    from deepeyes_cli.protocol.render import prompt_spans
+
+    msgs = [ChatMessage("system", ["S"]), ChatMessage("user", ["q"], token_ids=[1, 2]),  # ids on a user turn: ignored
+            ChatMessage("assistant", ["a"], token_ids=[3, 4])]
+    head = f"{tags.IM_START}system\nS{tags.IM_END}\n{tags.IM_START}user\nq{tags.IM_END}\n{tags.IM_START}assistant\n"
+    assert prompt_spans(msgs, generation_prompt=False) == [head, [3, 4]]  # a trajectory ends with its last ids
+    assert prompt_spans(msgs)[-1] == f"{tags.IM_END}\n{tags.IM_START}assistant\n"  # no prefix by default
+
+
+def test_a_trajectory_ends_with_its_last_ids_whatever_came_before() -> None:
+    from deepeyes_cli.policy.base import ChatMessage
+    from deepeyes_cli.protocol.render import prompt_spans
+
+    msgs = [ChatMessage("system", ["S"]), ChatMessage("user", ["q"]), ChatMessage("assistant", ["a"], token_ids=[3])]
+    assert prompt_spans(msgs, generation_prompt=False)[-1] == [3]
+    assert prompt_spans(msgs[:2], generation_prompt=False)[-1].endswith("q<|im_end|>\n")  # type: ignore[union-attr]

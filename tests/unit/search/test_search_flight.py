@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from deepeyes_cli.search.flight import SingleFlight
+from deepeyes_cli.search.cache import SearchCache
+from deepeyes_cli.search.flight import Leases, SingleFlight
 
 
 class Upstream:
@@ -136,3 +137,64 @@ def test_different_keys_do_not_wait_on_each_other() -> None:
         assert flight.do("b", lambda: "b") == ("b", False)  # while "a" is still in flight
         hold.set()
         assert first.result(30) == ("answer of call 1", False)
+
+
+# ---------------------------------------------------------------- Leases (across processes)
+
+def _keepers() -> int:
+    return sum(1 for t in threading.enumerate() if t.name == "search-leases" and t.is_alive())
+
+
+class _StaleReader(Leases):
+    """A holder whose lock-free pre-check read an old state: only the check inside the write
+    transaction stands between two owners (the race of two processes on one key)."""
+
+    def claimed_by_other(self, key: str, owner: str) -> bool:
+        return False
+
+
+def test_an_owner_may_take_its_own_lease_again_and_others_may_not(tmp_path) -> None:
+    cache = SearchCache(tmp_path / "c.sqlite")
+    reader = Leases(cache, ttl_s=60)
+    for leases in (Leases(cache, ttl_s=60), _StaleReader(cache, ttl_s=60)):
+        assert leases.try_acquire("k", "a") and leases.try_acquire("k", "a")  # renewing one's own claim
+        assert not reader.claimed_by_other("k", "a") and reader.claimed_by_other("k", "b")
+        assert not leases.try_acquire("k", "b")  # refused inside the transaction too
+        assert cache.connection().execute("SELECT owner FROM leases WHERE key='k'").fetchone() == ("a",)
+        leases.release("k", "a")
+        assert not leases.held("k")
+        leases.close()
+    reader.close()
+
+
+def test_one_keeper_thread_however_many_claims_and_none_after_close(tmp_path) -> None:
+    before = _keepers()
+    leases = Leases(SearchCache(tmp_path / "c.sqlite"), ttl_s=60)
+    assert leases.try_acquire("a", "o") and leases.try_acquire("b", "o") and leases.try_acquire("c", "p")
+    assert _keepers() == before + 1
+    leases.close()
+    assert _keepers() == before  # close() waited for it
+    assert leases.try_acquire("d", "o")  # a search still running after close() ...
+    assert _keepers() == before  # ... does not start it again
+    assert leases.renew() == 4  # what is held can still be renewed by hand
+
+
+def test_renew_pushes_back_exactly_the_claims_still_held(tmp_path) -> None:
+    import time as _time
+
+    cache = SearchCache(tmp_path / "c.sqlite")
+    leases = Leases(cache, ttl_s=600)
+    assert leases.renew() == 0  # nothing held
+    assert leases.try_acquire("a", "o") and leases.try_acquire("b", "o")
+
+    def expiry(key: str) -> float:
+        return float(cache.connection().execute("SELECT expires FROM leases WHERE key=?", (key,)).fetchone()[0])
+
+    with cache.write() as conn:  # as if the claims were about to lapse
+        conn.execute("UPDATE leases SET expires=?", (_time.time() + 1,))
+    assert leases.renew() == 2
+    assert expiry("a") > _time.time() + 500 and expiry("b") > _time.time() + 500
+    leases.release("a", "o")
+    leases.release("b", "someone else")  # not its owner: nothing happens
+    assert leases.renew() == 1 and leases.held("b") and not leases.held("a")
+    leases.close()
