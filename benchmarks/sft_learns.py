@@ -71,7 +71,7 @@ def evaluate(recipe: Any, model_path: str, n: int, seed: int) -> dict[str, Any]:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--train", type=int, default=48)
+    ap.add_argument("--train", type=int, default=160)
     ap.add_argument("--heldout", type=int, default=20)
     ap.add_argument("--runs-dir", default=None)
     ap.add_argument("overrides", nargs="*")
