@@ -21,6 +21,11 @@ from pathlib import Path
 from typing import Any
 
 
+SYSTEM = ("You answer questions about images. Think in <think> </think>; call the search tool as <tool_call> "
+          "JSON </tool_call> when needed; give the final answer in <answer> </answer>.")
+INSTRUCTION = "Think, then answer."
+
+
 def protocol_valid(traj: Any) -> bool:
     from deepeyes_cli.rewards.format import check_format
 
@@ -66,7 +71,7 @@ def evaluate(recipe: Any, model_path: str, n: int, seed: int) -> dict[str, Any]:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--train", type=int, default=48)
+    ap.add_argument("--train", type=int, default=160)
     ap.add_argument("--heldout", type=int, default=20)
     ap.add_argument("--runs-dir", default=None)
     ap.add_argument("overrides", nargs="*")
@@ -77,7 +82,8 @@ def main() -> None:
     start = time.perf_counter()
     work = Path(tempfile.mkdtemp(prefix="sft-learns-"))
     runs = Path(args.runs_dir or work / "runs")
-    recipe = load_recipe("tiny").recipe
+    # short prompts keep each CPU step cheap; synthesis and evaluation use the same ones
+    recipe = load_recipe("tiny", [f"agent.system_prompt={SYSTEM}", f"agent.user_instruction={INSTRUCTION}"]).recipe
     t0 = time.perf_counter()
     data = write_sft_trajectories(recipe, work / "train.jsonl", args.train, seed=1)
     synth_s = time.perf_counter() - t0

@@ -228,6 +228,9 @@ def run_preflight(recipe: Recipe, run_root: Path, *, device: str,
         counts, processor = None, None
     if processor is not None:
         _data_checks(report, recipe, processor, on_progress)
+    if recipe.sft.image_max_pixels < m.max_pixels:  # the original's 7B setting (262144 vs 12845056)
+        report.add("image budget", "warn", f"sft.image_max_pixels {recipe.sft.image_max_pixels} < model.max_pixels "
+                   f"{m.max_pixels}: training sees fewer visual tokens per image than ask/bench/RL")
     _disk_checks(report, recipe, run_root, None if counts is None else sum(counts))
     _device_checks(report, recipe, counts, device)
     report.checks += env_checks(recipe, device)

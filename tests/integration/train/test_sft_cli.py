@@ -32,6 +32,8 @@ def _losses(run: Path) -> dict[int, float]:
     return out
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(900)
 def test_preflight_catches_a_broken_sample(cli, tmp_path: Path, short_data: Path) -> None:
     rows = json.loads(short_data.read_text())
     rows[3]["messages"][0]["content"] = "<image><image>" + rows[3]["messages"][0]["content"]  # 3 pads, 1 image
@@ -52,12 +54,10 @@ def test_preflight_catches_a_broken_sample(cli, tmp_path: Path, short_data: Path
     res = cli("sft", "-r", "tiny", f"sft.datasets=[{bad}]", cwd=tmp_path)
     assert res.returncode == 1 and "preflight failed" in res.stderr
     assert not (tmp_path / "runs").exists()
-    # dropping bad samples is the recipe's choice
-    res = cli("sft", "-r", "tiny", f"sft.datasets=[{bad}]", "sft.bad_samples=drop", "--preflight", cwd=tmp_path)
-    assert res.returncode == 0, res.stderr
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1500)
 def test_kill_9_then_resume_is_bit_identical_and_export_loads(cli, tmp_path: Path, short_data: Path) -> None:
     args = ["sft", "-r", "tiny", f"sft.datasets=[{short_data}]", "sft.max_steps=8", *COMMON]
     ref = tmp_path / "ref"
