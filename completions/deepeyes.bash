@@ -4,12 +4,12 @@ _deepeyes() {
   local path="deepeyes" i
   for ((i = 1; i < COMP_CWORD; i++)); do
     case "$path ${COMP_WORDS[i]}" in
-      "deepeyes ask"|"deepeyes completions"|"deepeyes judge"|"deepeyes model"|"deepeyes recipes"|"deepeyes sandbox"|"deepeyes search"|"deepeyes view"|"deepeyes completions show"|"deepeyes completions write"|"deepeyes model build-tiny"|"deepeyes model check"|"deepeyes recipes cp"|"deepeyes recipes ls"|"deepeyes recipes show"|"deepeyes recipes validate"|"deepeyes sandbox build-image"|"deepeyes sandbox check"|"deepeyes sandbox run"|"deepeyes sandbox serve"|"deepeyes search cache"|"deepeyes search image"|"deepeyes search index"|"deepeyes search serve"|"deepeyes search text"|"deepeyes search cache export"|"deepeyes search cache import"|"deepeyes search cache prune"|"deepeyes search cache stats") path="$path ${COMP_WORDS[i]}" ;;
+      "deepeyes ask"|"deepeyes completions"|"deepeyes judge"|"deepeyes model"|"deepeyes recipes"|"deepeyes rl"|"deepeyes sandbox"|"deepeyes search"|"deepeyes sft"|"deepeyes view"|"deepeyes completions show"|"deepeyes completions write"|"deepeyes model build-tiny"|"deepeyes model check"|"deepeyes recipes cp"|"deepeyes recipes ls"|"deepeyes recipes show"|"deepeyes recipes validate"|"deepeyes sandbox build-image"|"deepeyes sandbox check"|"deepeyes sandbox run"|"deepeyes sandbox serve"|"deepeyes search cache"|"deepeyes search image"|"deepeyes search index"|"deepeyes search serve"|"deepeyes search text"|"deepeyes search cache export"|"deepeyes search cache import"|"deepeyes search cache prune"|"deepeyes search cache stats") path="$path ${COMP_WORDS[i]}" ;;
     esac
   done
   local cmds="" opts="" recipe_opts=""
   case "$path" in
-    "deepeyes") cmds="ask completions judge model recipes sandbox search view"; opts="--version -V --debug --help -h"; recipe_opts="" ;;
+    "deepeyes") cmds="ask completions judge model recipes rl sandbox search sft view"; opts="--version -V --debug --help -h"; recipe_opts="" ;;
     "deepeyes ask") cmds=""; opts="--json --dry-run --help -h --recipe -r --model -m --backend --url --answer --max-turns --save --run-dir"; recipe_opts="--recipe -r" ;;
     "deepeyes completions") cmds="show write"; opts="--help -h"; recipe_opts="" ;;
     "deepeyes completions show") cmds=""; opts="--help -h"; recipe_opts="" ;;
@@ -23,8 +23,9 @@ _deepeyes() {
     "deepeyes recipes ls") cmds=""; opts="--help -h"; recipe_opts="" ;;
     "deepeyes recipes show") cmds=""; opts="--json --sources --help -h"; recipe_opts="" ;;
     "deepeyes recipes validate") cmds=""; opts="--help -h"; recipe_opts="" ;;
+    "deepeyes rl") cmds=""; opts="--dry-run --help -h --recipe -r --run-dir"; recipe_opts="--recipe -r" ;;
     "deepeyes sandbox") cmds="build-image check run serve"; opts="--help -h"; recipe_opts="" ;;
-    "deepeyes sandbox build-image") cmds=""; opts="--dry-run --help -h --tag --context-out"; recipe_opts="" ;;
+    "deepeyes sandbox build-image") cmds=""; opts="--quiet -q --dry-run --help -h --tag --base --context-out --ca-bundle"; recipe_opts="" ;;
     "deepeyes sandbox check") cmds=""; opts="--help -h --recipe -r --isolation"; recipe_opts="--recipe -r" ;;
     "deepeyes sandbox run") cmds=""; opts="--json --help -h --file -f --image -i --recipe -r --url --token --isolation --timeout --out -o"; recipe_opts="--recipe -r" ;;
     "deepeyes sandbox serve") cmds=""; opts="--dry-run --help -h --recipe -r --host --port --token --workers --isolation --run-dir"; recipe_opts="--recipe -r" ;;
@@ -38,6 +39,7 @@ _deepeyes() {
     "deepeyes search index") cmds=""; opts="--help -h --out -o"; recipe_opts="" ;;
     "deepeyes search serve") cmds=""; opts="--dry-run --help -h --recipe -r --host --port --token --run-dir"; recipe_opts="--recipe -r" ;;
     "deepeyes search text") cmds=""; opts="--json --dry-run --help -h --recipe -r --top-k -k --run-dir"; recipe_opts="--recipe -r" ;;
+    "deepeyes sft") cmds=""; opts="--dry-run --resume --preflight --slurm --help -h --recipe -r --run-dir"; recipe_opts="--recipe -r" ;;
     "deepeyes view") cmds=""; opts="--help -h --out -o"; recipe_opts="" ;;
   esac
   if [[ -n "$recipe_opts" && " $recipe_opts " == *" $prev "* ]]; then

@@ -3,7 +3,7 @@ function __deepeyes_path
     set -l path deepeyes
     for w in (commandline -opc)[2..-1]
         switch "$path $w"
-            case 'deepeyes ask' 'deepeyes completions' 'deepeyes judge' 'deepeyes model' 'deepeyes recipes' 'deepeyes sandbox' 'deepeyes search' 'deepeyes view' 'deepeyes completions show' 'deepeyes completions write' 'deepeyes model build-tiny' 'deepeyes model check' 'deepeyes recipes cp' 'deepeyes recipes ls' 'deepeyes recipes show' 'deepeyes recipes validate' 'deepeyes sandbox build-image' 'deepeyes sandbox check' 'deepeyes sandbox run' 'deepeyes sandbox serve' 'deepeyes search cache' 'deepeyes search image' 'deepeyes search index' 'deepeyes search serve' 'deepeyes search text' 'deepeyes search cache export' 'deepeyes search cache import' 'deepeyes search cache prune' 'deepeyes search cache stats'
+            case 'deepeyes ask' 'deepeyes completions' 'deepeyes judge' 'deepeyes model' 'deepeyes recipes' 'deepeyes rl' 'deepeyes sandbox' 'deepeyes search' 'deepeyes sft' 'deepeyes view' 'deepeyes completions show' 'deepeyes completions write' 'deepeyes model build-tiny' 'deepeyes model check' 'deepeyes recipes cp' 'deepeyes recipes ls' 'deepeyes recipes show' 'deepeyes recipes validate' 'deepeyes sandbox build-image' 'deepeyes sandbox check' 'deepeyes sandbox run' 'deepeyes sandbox serve' 'deepeyes search cache' 'deepeyes search image' 'deepeyes search index' 'deepeyes search serve' 'deepeyes search text' 'deepeyes search cache export' 'deepeyes search cache import' 'deepeyes search cache prune' 'deepeyes search cache stats'
                 set path $path $w
         end
     end
@@ -15,8 +15,10 @@ complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes"' -a 'completions' -
 complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes"' -a 'judge' -d 'Score trajectories: format rules, answer-matching rules, then the cached LLM judge.'
 complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes"' -a 'model' -d 'Build the tiny offline model; load and smoke-test any Qwen2.5-VL checkpoint.'
 complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes"' -a 'recipes' -d 'List, show, copy and validate recipes.'
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes"' -a 'rl' -d 'Train the policy with GRPO, rolling out through the agent loop with live tools.'
 complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes"' -a 'sandbox' -d 'The code sandbox: serve it over HTTP, run a cell, check isolation, build its Docker image.'
 complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes"' -a 'search' -d 'Search the web by text or image through the cache; build offline indexes; serve a shared cache.'
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes"' -a 'sft' -d 'Fine-tune Qwen2.5-VL on agent trajectories (trajectory JSONL, sharegpt, curate exports).'
 complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes"' -a 'view' -d 'Write an HTML page to read trajectories turn by turn (images inline; filter by'
 complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes"' -l version
 complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes"' -s V
@@ -101,17 +103,28 @@ complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes recipes show"' -F
 complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes recipes validate"' -l help
 complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes recipes validate"' -s h
 complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes recipes validate"' -F
-complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes sandbox"' -a 'build-image' -d 'Build the sandboxs Docker image (sandbox_image/Dockerfile) with the Docker engine.'
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes rl"' -l dry-run
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes rl"' -l help
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes rl"' -s h
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes rl"' -l recipe -r -a '32b 7b tiny (__fish_complete_suffix .yaml)'
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes rl"' -s r -r -a '32b 7b tiny (__fish_complete_suffix .yaml)'
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes rl"' -l run-dir -r -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes rl"' -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes sandbox"' -a 'build-image' -d 'Build the sandboxs Docker image (sandbox_image/Dockerfile) with the engine at DOCKER_HOST.'
 complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes sandbox"' -a 'check' -d 'Say which isolation and limits this machine gives sessions, and start one kernel to prove it.'
 complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes sandbox"' -a 'run' -d 'Run one cell in a fresh session and print what it returns (stdout, stderr, images …).'
 complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes sandbox"' -a 'serve' -d 'Serve sessions over HTTP: POST /jupyter_sandbox (the originals API), /sessions, /health, /metrics.'
 complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes sandbox"' -l help
 complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes sandbox"' -s h
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes sandbox build-image"' -l quiet
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes sandbox build-image"' -s q
 complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes sandbox build-image"' -l dry-run
 complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes sandbox build-image"' -l help
 complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes sandbox build-image"' -s h
 complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes sandbox build-image"' -l tag -r -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes sandbox build-image"' -l base -r -F
 complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes sandbox build-image"' -l context-out -r -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes sandbox build-image"' -l ca-bundle -r -F
 complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes sandbox build-image"' -F
 complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes sandbox check"' -l help
 complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes sandbox check"' -s h
@@ -234,6 +247,16 @@ complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes search text"' -l top
 complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes search text"' -s k -r -F
 complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes search text"' -l run-dir -r -F
 complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes search text"' -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes sft"' -l dry-run
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes sft"' -l resume
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes sft"' -l preflight
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes sft"' -l slurm
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes sft"' -l help
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes sft"' -s h
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes sft"' -l recipe -r -a '32b 7b tiny (__fish_complete_suffix .yaml)'
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes sft"' -s r -r -a '32b 7b tiny (__fish_complete_suffix .yaml)'
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes sft"' -l run-dir -r -F
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes sft"' -F
 complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes view"' -l help
 complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes view"' -s h
 complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes view"' -l out -r -F
