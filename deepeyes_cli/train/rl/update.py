@@ -120,9 +120,9 @@ class Updater:
 
     def run(self, per_update: list[list[Encoded]]) -> StepStats:
         """Old logprobs for every mini-batch first (the pre-step policy), then one update each."""
-        import torch
-
         import time
+
+        import torch
 
         rl, model, stats = self.rl, self.engine.module, StepStats()
         t0 = time.perf_counter()
