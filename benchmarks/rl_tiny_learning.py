@@ -30,13 +30,15 @@ RL_ARGS = ["rl.datasets=[builtin:count]", "agent.tools=[code]", "agent.max_token
            "agent.max_turns=3", "sandbox.pool_size=2", f"agent.system_prompt={SYSTEM_PROMPT}"]
 
 
-def cli(*args: str, log: Path) -> None:
+def start(*args: str, log: Path) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "2", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    with open(log, "w") as f:
-        rc = subprocess.run([sys.executable, "-m", "deepeyes_cli", *args], stdout=f, stderr=subprocess.STDOUT,
-                            env=env).returncode
-    if rc:
-        raise SystemExit(f"deepeyes {' '.join(args[:3])} failed (exit {rc}); see {log}")
+    return subprocess.Popen([sys.executable, "-m", "deepeyes_cli", *args], stdout=open(log, "w"),
+                            stderr=subprocess.STDOUT, env=env)
+
+
+def cli(*args: str, log: Path) -> None:
+    if start(*args, log=log).wait():
+        raise SystemExit(f"deepeyes {' '.join(args[:3])} failed; see {log}")
 
 
 def sft_data(path: Path, n: int) -> None:
@@ -97,6 +99,7 @@ def main() -> None:
     ap.add_argument("--sft-samples", type=int, default=128)
     ap.add_argument("--sft-epochs", type=int, default=8)
     ap.add_argument("--window", type=int, default=4, help="steps averaged at the start and at the end")
+    ap.add_argument("--report-only", action="store_true", help="summarize the runs already in --out")
     ap.add_argument("rl_overrides", nargs="*")
     args = ap.parse_args()
     out = args.out.resolve()
@@ -111,12 +114,21 @@ def main() -> None:
             "sft.per_device_batch_size=8", "sft.save_steps=100000", "sft.report_to=[]",
             "--run-dir", str(out / "sft"), log=out / "sft.log")
     t_sft = time.perf_counter() - t0
-    results: dict[int, list[dict]] = {}
-    for seed in args.seeds:
-        run = out / f"rl-seed{seed}"
-        cli("rl", "-r", "tiny", f"rl.init_from={export}", f"run.seed={seed}", f"rl.rollout.max_steps={args.steps}",
-            *RL_ARGS, *args.rl_overrides, "--run-dir", str(run), log=out / f"rl-seed{seed}.log")
-        results[seed] = curve(run)
+    if args.report_only:
+        return summarize(out, args, {s: curve(out / f"rl-seed{s}") for s in args.seeds}, t_sft, t0)
+    # the seeds run side by side: the same CPU time in all, and equal progress if cut short
+    procs = {seed: start("rl", "-r", "tiny", f"rl.init_from={export}", f"run.seed={seed}",
+                         f"rl.rollout.max_steps={args.steps}", *RL_ARGS, *args.rl_overrides,
+                         "--run-dir", str(out / f"rl-seed{seed}"), log=out / f"rl-seed{seed}.log")
+             for seed in args.seeds}
+    for seed, proc in procs.items():
+        if proc.wait():
+            raise SystemExit(f"deepeyes rl (seed {seed}) failed; see {out / f'rl-seed{seed}.log'}")
+    results = {seed: curve(out / f"rl-seed{seed}") for seed in args.seeds}
+    summarize(out, args, results, t_sft, t0)
+
+
+def summarize(out: Path, args: argparse.Namespace, results: dict[int, list[dict]], t_sft: float, t0: float) -> None:
     w = args.window
     per_seed = {}
     for seed, rows in results.items():
@@ -129,9 +141,10 @@ def main() -> None:
     noise = statistics.stdev(firsts) if len(firsts) > 1 else float("nan")
     plot(results, out / "rl_tiny_learning.png")
     print(json.dumps({
-        "benchmark": "rl_tiny_learning", "steps": args.steps, "seeds": args.seeds, "per_seed": per_seed,
+        "benchmark": "rl_tiny_learning", "steps": {s: len(r) for s, r in results.items()}, "seeds": args.seeds, "per_seed": per_seed,
         "mean_rise": statistics.mean(rises), "min_rise": min(rises),
-        "seed_noise_std_of_start": noise, "rise_over_noise": statistics.mean(rises) / noise if noise else None,
+        "seed_noise_std_of_start": noise,
+        "rise_std_across_seeds": statistics.stdev(rises) if len(rises) > 1 else None, "rise_over_noise": statistics.mean(rises) / noise if noise else None,
         "tool_calls_collapsed": any(v["tool_calls_last"] < 0.05 for v in per_seed.values()),
         "sft_s": round(t_sft, 1), "total_s": round(time.perf_counter() - t0, 1),
         "plot": str(out / "rl_tiny_learning.png")}, indent=2))

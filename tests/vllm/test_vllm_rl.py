@@ -23,12 +23,16 @@ ARGS = ["rl.datasets=[builtin:count]", "rl.rollout.backend=vllm", "agent.tools=[
         "policy.vllm.max_num_batched_tokens=4096", "model.dtype=float32", "agent.max_tokens_per_turn=48", "rl.report_to=[]"]
 
 
-def _greedy_ids(policy, processor, n: int = 12) -> list[int]:
+def _greedy(policy, n: int = 12) -> tuple[list[int], list[float]]:
     from deepeyes_cli.policy.base import ChatMessage, Conversation, SamplingParams
 
     conv = Conversation([ChatMessage("user", ["How many red squares are in the image?"])])
-    out = asyncio.run(policy.generate([conv], SamplingParams(max_tokens=n, temperature=0.0)))
-    return list(out[0].token_ids or [])
+    out = asyncio.run(policy.generate([conv], SamplingParams(max_tokens=n, temperature=0.0)))[0]
+    return list(out.token_ids or []), list(out.logprobs or [])
+
+
+def _gap(a: list[float], b: list[float], k: int) -> float:
+    return sum(abs(x - y) for x, y in zip(a[:k], b[:k], strict=False)) / k
 
 
 @pytest.mark.timeout(1500)  # vLLM's EngineCore takes minutes to start on a loaded CPU
@@ -40,7 +44,8 @@ def test_rollouts_through_vllm_and_weight_sync(vllm_ready: None, tmp_path: Path)
     trainer = Trainer(load_recipe("tiny", ARGS).recipe, tmp_path / "run")
     hf = TransformersPolicy(trainer.model, trainer.processor)
     trainer.model.eval()
-    before_hf = _greedy_ids(hf, trainer.processor)
+    before_ids, before_lp = _greedy(hf)
+    weight = trainer.model.lm_head.weight.detach().clone()
     trainer.model.train()
     res = trainer.train_step()  # rollouts through vLLM, one update (a large lr), then the sync
     m = res.metrics
@@ -50,11 +55,14 @@ def test_rollouts_through_vllm_and_weight_sync(vllm_ready: None, tmp_path: Path)
     assert m["time/weight_sync_s"] > 0
     vllm = trainer.rollout_engine.policy
     trainer.model.eval()
-    after_hf = _greedy_ids(hf, trainer.processor)
-    after_vllm = _greedy_ids(vllm, trainer.processor)
-    assert after_hf != before_hf  # the update changed the model
-    assert after_vllm != before_hf  # and vLLM's output changed with it
-    assert after_vllm[:6] == after_hf[:6]  # vLLM now runs the trainer's weights (fp32 near-ties may flip later)
+    assert not torch.equal(weight, trainer.model.lm_head.weight)  # the update changed the model
+    hf_ids, hf_lp = _greedy(hf)
+    v_ids, v_lp = _greedy(vllm)
+    k = 4
+    assert v_ids[:k] == hf_ids[:k] and len(v_lp) >= k
+    moved = _gap(hf_lp, before_lp, k) if hf_ids[:k] == before_ids[:k] else float("inf")
+    # vLLM's output changed with the update and now matches the trainer's updated weights
+    assert _gap(v_lp, hf_lp, k) < 1e-3 < moved, (v_lp[:k], hf_lp[:k], before_lp[:k])
     dump = trainer.run_dir / "rollouts" / "step_000001.jsonl"
     assert dump.is_file()
     asyncio.run(vllm.aclose())

@@ -185,7 +185,7 @@ class Trainer:
         self.step += 1
         metrics = rollout_metrics(rollouts, self.recipe.agent.tools) | adv.as_metrics() | stats.metrics()
         metrics |= {"time/rollout_s": timings["time/rollout_s"], "time/score_s": timings["time/score_s"],
-                    "time/prepare_s": t2 - t1, "time/update_s": t3 - t2, "time/weight_sync_s": sync_s,
+                    "time/prepare_s": t2 - t1, "time/train_s": t3 - t2, "time/weight_sync_s": sync_s,
                     "time/step_s": time.perf_counter() - t0}
         if self.rl.validation.datasets and self.step % self.rl.test_freq == 0:
             metrics |= self.validate()

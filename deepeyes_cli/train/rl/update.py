@@ -62,6 +62,8 @@ class StepStats:
     gap_n: int = 0
     micro_batches: int = 0
     dummies: int = 0
+    old_logprob_s: float = 0.0
+    update_s: float = 0.0
 
     def metrics(self) -> dict[str, float]:
         L = self.loss
@@ -78,6 +80,8 @@ class StepStats:
             "actor/train_tokens": float(L.tokens),
             "actor/micro_batches": float(self.micro_batches),
             "actor/dummy_micro_batches": float(self.dummies),
+            "time/old_logprob_s": self.old_logprob_s,
+            "time/update_s": self.update_s,
         }
 
 
@@ -116,9 +120,12 @@ class Updater:
 
     def run(self, per_update: list[list[Encoded]]) -> StepStats:
         """Old logprobs for every mini-batch first (the pre-step policy), then one update each."""
+        import time
+
         import torch
 
         rl, model, stats = self.rl, self.engine.module, StepStats()
+        t0 = time.perf_counter()
         prepared = [self.prepare(items) for items in per_update]
         plans = [p for p, _ in prepared]
         batches = [b for _, b in prepared]
@@ -136,9 +143,12 @@ class Updater:
                         stats.gap_sum += float((lp - mb.rollout_logprobs).abs().sum())
                         stats.gap_n += int(lp.numel())
                 olds.append(row)
+        t1 = time.perf_counter()
+        stats.old_logprob_s = t1 - t0  # rebalancing and collating included
         for plan, mbs, old in zip(plans, batches, olds, strict=True):
             if self.accumulate(plan, mbs, old, stats):
                 stats.grad_norms.append(float(self.engine.step()["grad_norm"]))
+        stats.update_s = time.perf_counter() - t1
         return stats
 
     def prepare(self, items: list[Encoded]) -> tuple[list[list[Encoded]], list[MicroBatch]]:

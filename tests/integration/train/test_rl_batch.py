@@ -125,3 +125,22 @@ def test_pad_mismatch_is_an_error_not_a_crash(tiny, trajs) -> None:
     traj.turns[1].prompt_tokens += 1  # what a re-expanded prompt (engine vs trainer resize) looks like
     enc = encode_trajectory(traj, proc)
     assert enc.error is not None and "image-pad mismatch at turn 1" in enc.error
+
+
+def test_hf_to_vllm_names_cover_every_parameter(tiny) -> None:
+    from deepeyes_cli.train.rl.weight_sync import is_vision, vllm_name, weight_groups
+
+    model, _ = tiny
+    names = [n for n, _ in model.named_parameters()]
+    targets = [vllm_name(n) for n in names]  # raises for a name no rule covers
+    assert len(set(targets)) == len(targets)  # no two HF tensors land in the same vLLM slot
+    fused = {}
+    for name, shard in targets:
+        if shard is not None:
+            fused.setdefault(name, set()).add(shard)
+    assert fused and all(s in ({"q", "k", "v"}, {0, 1}) for s in fused.values())  # every fused piece present
+    assert all(t.startswith(("language_model.", "visual.")) for t, _ in targets)
+    grouped = [n for g in weight_groups(model) for n, _ in g]
+    assert sorted(grouped) == sorted(n for n in names if not is_vision(n))  # the sync skips only the frozen tower
+    layers = model.config.text_config.num_hidden_layers
+    assert len(weight_groups(model)) == layers + 3  # a group per decoder layer, embeddings, final norm, lm_head
