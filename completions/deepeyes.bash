@@ -4,16 +4,26 @@ _deepeyes() {
   local path="deepeyes" i
   for ((i = 1; i < COMP_CWORD; i++)); do
     case "$path ${COMP_WORDS[i]}" in
-      "deepeyes ask"|"deepeyes completions"|"deepeyes judge"|"deepeyes model"|"deepeyes recipes"|"deepeyes rl"|"deepeyes sandbox"|"deepeyes search"|"deepeyes sft"|"deepeyes view"|"deepeyes completions show"|"deepeyes completions write"|"deepeyes model build-tiny"|"deepeyes model check"|"deepeyes recipes cp"|"deepeyes recipes ls"|"deepeyes recipes show"|"deepeyes recipes validate"|"deepeyes sandbox build-image"|"deepeyes sandbox check"|"deepeyes sandbox run"|"deepeyes sandbox serve"|"deepeyes search cache"|"deepeyes search image"|"deepeyes search index"|"deepeyes search serve"|"deepeyes search text"|"deepeyes search cache export"|"deepeyes search cache import"|"deepeyes search cache prune"|"deepeyes search cache stats") path="$path ${COMP_WORDS[i]}" ;;
+      "deepeyes ask"|"deepeyes bench"|"deepeyes completions"|"deepeyes curate"|"deepeyes judge"|"deepeyes model"|"deepeyes recipes"|"deepeyes rl"|"deepeyes sandbox"|"deepeyes search"|"deepeyes serve"|"deepeyes sft"|"deepeyes view"|"deepeyes completions show"|"deepeyes completions write"|"deepeyes curate difficulty"|"deepeyes curate export"|"deepeyes curate ingest"|"deepeyes curate report"|"deepeyes curate run"|"deepeyes curate split"|"deepeyes curate synthesize"|"deepeyes curate tool-benefit"|"deepeyes model build-tiny"|"deepeyes model check"|"deepeyes recipes cp"|"deepeyes recipes ls"|"deepeyes recipes show"|"deepeyes recipes validate"|"deepeyes sandbox build-image"|"deepeyes sandbox check"|"deepeyes sandbox run"|"deepeyes sandbox serve"|"deepeyes search cache"|"deepeyes search image"|"deepeyes search index"|"deepeyes search serve"|"deepeyes search text"|"deepeyes search cache export"|"deepeyes search cache import"|"deepeyes search cache prune"|"deepeyes search cache stats") path="$path ${COMP_WORDS[i]}" ;;
     esac
   done
   local cmds="" opts="" recipe_opts=""
   case "$path" in
-    "deepeyes") cmds="ask completions judge model recipes rl sandbox search sft view"; opts="--version -V --debug --help -h"; recipe_opts="" ;;
+    "deepeyes") cmds="ask bench completions curate judge model recipes rl sandbox search serve sft view"; opts="--version -V --debug --help -h"; recipe_opts="" ;;
     "deepeyes ask") cmds=""; opts="--json --dry-run --help -h --recipe -r --model -m --backend --url --answer --max-turns --save --run-dir"; recipe_opts="--recipe -r" ;;
+    "deepeyes bench") cmds=""; opts="--circular --json --dry-run --help -h --recipe -r --model -m --url --backend --data --limit --search --tools --concurrency --max-turns --run-dir"; recipe_opts="--recipe -r" ;;
     "deepeyes completions") cmds="show write"; opts="--help -h"; recipe_opts="" ;;
     "deepeyes completions show") cmds=""; opts="--help -h"; recipe_opts="" ;;
     "deepeyes completions write") cmds=""; opts="--help -h"; recipe_opts="" ;;
+    "deepeyes curate") cmds="difficulty export ingest report run split synthesize tool-benefit"; opts="--help -h"; recipe_opts="" ;;
+    "deepeyes curate difficulty") cmds=""; opts="--force --dry-run --help -h --recipe -r --run-dir"; recipe_opts="--recipe -r" ;;
+    "deepeyes curate export") cmds=""; opts="--force --dry-run --help -h --recipe -r --run-dir"; recipe_opts="--recipe -r" ;;
+    "deepeyes curate ingest") cmds=""; opts="--strict --dry-run --help -h --output -o --recipe -r --question --answer --image --id --data-source --run-dir"; recipe_opts="--recipe -r" ;;
+    "deepeyes curate report") cmds=""; opts="--help -h"; recipe_opts="" ;;
+    "deepeyes curate run") cmds=""; opts="--dry-run --help -h --recipe -r --output -o --run-dir"; recipe_opts="--recipe -r" ;;
+    "deepeyes curate split") cmds=""; opts="--force --dry-run --help -h --recipe -r --run-dir"; recipe_opts="--recipe -r" ;;
+    "deepeyes curate synthesize") cmds=""; opts="--force --dry-run --help -h --recipe -r --run-dir"; recipe_opts="--recipe -r" ;;
+    "deepeyes curate tool-benefit") cmds=""; opts="--force --dry-run --help -h --recipe -r --run-dir"; recipe_opts="--recipe -r" ;;
     "deepeyes judge") cmds=""; opts="--rescore --dry-run --help -h --recipe -r --output -o --run-dir"; recipe_opts="--recipe -r" ;;
     "deepeyes model") cmds="build-tiny check"; opts="--help -h"; recipe_opts="" ;;
     "deepeyes model build-tiny") cmds=""; opts="--force --help -h --out -o --seed"; recipe_opts="" ;;
@@ -39,11 +49,12 @@ _deepeyes() {
     "deepeyes search index") cmds=""; opts="--help -h --out -o"; recipe_opts="" ;;
     "deepeyes search serve") cmds=""; opts="--dry-run --help -h --recipe -r --host --port --token --run-dir"; recipe_opts="--recipe -r" ;;
     "deepeyes search text") cmds=""; opts="--json --dry-run --help -h --recipe -r --top-k -k --run-dir"; recipe_opts="--recipe -r" ;;
+    "deepeyes serve") cmds=""; opts="--dry-run --help -h --recipe -r --host --port --api-key --run-dir"; recipe_opts="--recipe -r" ;;
     "deepeyes sft") cmds=""; opts="--dry-run --resume --preflight --slurm --help -h --recipe -r --run-dir"; recipe_opts="--recipe -r" ;;
     "deepeyes view") cmds=""; opts="--help -h --out -o"; recipe_opts="" ;;
   esac
   if [[ -n "$recipe_opts" && " $recipe_opts " == *" $prev "* ]]; then
-    COMPREPLY=( $(compgen -W "32b 7b tiny" -- "$cur") $(compgen -f -X '!*.y*ml' -- "$cur") )
+    COMPREPLY=( $(compgen -W "32b 7b paper-eval tiny" -- "$cur") $(compgen -f -X '!*.y*ml' -- "$cur") )
     return
   fi
   if [[ "$cur" == -* ]]; then
