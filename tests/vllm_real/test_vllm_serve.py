@@ -4,7 +4,6 @@ streamed. Its own module so no other engine is loaded while this one starts."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -18,11 +17,7 @@ pytestmark = pytest.mark.vllm
 
 
 @pytest.fixture(scope="module")
-def vllm_server(tmp_path_factory: pytest.TempPathFactory):
-    if importlib.util.find_spec("vllm") is None:
-        if os.environ.get("DEEPEYES_REQUIRE_VLLM") == "1":
-            pytest.fail("DEEPEYES_REQUIRE_VLLM=1, but vLLM is not installed here")
-        pytest.skip("vLLM is not installed here (make test-vllm builds a venv with its CPU build)")
+def vllm_server(vllm_ready: None, tmp_path_factory: pytest.TempPathFactory):
     for key, value in {"VLLM_HOST_IP": "127.0.0.1", "TOKENIZERS_PARALLELISM": "false",
                        "VLLM_CPU_KVCACHE_SPACE": "1"}.items():  # GiB; unset, the CPU build takes 13
         os.environ.setdefault(key, value)
