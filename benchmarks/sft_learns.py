@@ -20,7 +20,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-
 SYSTEM = ("You answer questions about images. Think in <think> </think>; call the search tool as <tool_call> "
           "JSON </tool_call> when needed; give the final answer in <answer> </answer>.")
 INSTRUCTION = "Think, then answer."
