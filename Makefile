@@ -12,6 +12,8 @@ PYTEST_ARGS ?=
 VLLM_VENV ?= .venv-vllm
 
 .PHONY: demo test lint typecheck pytest completions bench sandbox-deps clean test-vllm vllm-venv test-docker
+.PHONY: demo test lint typecheck pytest completions bench sandbox-deps clean
+.PHONY: train-warmup test-train
 
 $(STAMP): pyproject.toml $(CONSTRAINTS)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -35,6 +37,15 @@ typecheck: $(STAMP)
 
 pytest: $(STAMP)
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+# DeepSpeed's CPU communication op is JIT-built on first use (1-10 min here): once per machine,
+# into torch's default extension cache, with the venv's ninja (another ninja rebuilds it).
+train-warmup: $(STAMP)
+	PATH=$(abspath $(VENV))/bin:$$PATH DS_ACCELERATOR=cpu $(PY) scripts/warm-deepspeed-ops.py
+
+# Multi-process training: torchrun + DeepSpeed ZeRO-3 on the CPU accelerator, two simulated nodes.
+test-train: $(STAMP) train-warmup
+	PATH=$(abspath $(VENV))/bin:$$PATH DEEPEYES_MULTIPROC=1 $(VENV)/bin/pytest -m multiproc tests/integration/train $(PYTEST_ARGS)
 
 completions: $(STAMP)
 	$(VENV)/bin/deepeyes completions write completions

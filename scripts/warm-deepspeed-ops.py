@@ -13,4 +13,4 @@ builder = get_accelerator().create_op_builder("ShareMemCommBuilder")
 if builder is not None:
     builder.load(verbose=False)
 print(f"deepspeed ops ready in {time.perf_counter() - t0:.1f} s "
-      f"({os.environ.get('TORCH_EXTENSIONS_DIR', '~/.cache/torch_extensions')})")
+      f"({os.environ.get('TORCH_EXTENSIONS_DIR', 'torch default: ~/.cache/torch_extensions/py311_cpu')})")

@@ -142,6 +142,9 @@ def sft(
     if stage is None:
         return
     rd = stage.run_dir.path
+    if not resume and (rd / "checkpoints" / "latest").is_file():
+        resume = True  # the same command again continues the run (house rule), it never trains over it
+        print_warning(f"{rd} has checkpoints: resuming from the latest")
     (rd / "preflight.json").write_text(json.dumps([c.__dict__ for c in report.checks], indent=2) + "\n")
     plan = _plan(resolved, rd, resume, slurm)
     from deepeyes_cli.launch.executor import SubprocessExecutor

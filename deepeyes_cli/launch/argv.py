@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 TRAIN_MODULE = "deepeyes_cli.train"
 # Passed through from the caller's environment when set (NCCL tuning, interfaces, …).
 PASSTHROUGH = re.compile(r"^(NCCL_|TORCH_NCCL_|GLOO_|CUDA_VISIBLE_DEVICES$|OMP_NUM_THREADS$|HF_|WANDB_|"
-                         r"TORCH_EXTENSIONS_DIR$|DS_ACCELERATOR$|DEEPEYES_)")
+                         r"TORCH_EXTENSIONS_DIR$|DS_ACCELERATOR$|DEEPEYES_)")  # JIT ops: torch's default cache unless set
 
 
 @dataclass
@@ -66,8 +66,6 @@ def launch_env(cfg: LaunchConfig, *, device: str, zero_stage: int, environ: Mapp
     env = {k: v for k, v in environ.items() if PASSTHROUGH.match(k)}
     env.setdefault("MASTER_ADDR", cfg.master_addr)
     env.setdefault("MASTER_PORT", str(cfg.master_port))
-    # DeepSpeed's JIT ops are built once per machine (`make train-warmup`) into torch's default cache
-    env.setdefault("TORCH_EXTENSIONS_DIR", str(Path.home() / ".cache" / "torch_extensions"))
     if device == "cpu":
         env.setdefault("OMP_NUM_THREADS", "1")
         if zero_stage > 0:
@@ -107,6 +105,10 @@ def build_plan(cfg: LaunchConfig, *, run_dir: str | Path, stage: str = "sft", re
     environ = dict(os.environ if environ is None else environ)
     zero = cfg.zero_stage if zero_stage is None else zero_stage
     env = launch_env(cfg, device=device, zero_stage=zero, environ=environ, cache_dir=cache_dir)
+    if "PATH" in environ and os.path.isabs(python):
+        # the interpreter's own bin first: its ninja builds DeepSpeed's JIT ops, and a different
+        # ninja than the one that built the cached op (`make train-warmup`) rebuilds it
+        env["PATH"] = f"{Path(python).parent}{os.pathsep}{environ['PATH']}"
     tail = train_args(run_dir, stage, resume)
     rdzv_id = cfg.rdzv_id or Path(run_dir).name
     endpoint = f"{cfg.master_addr}:{cfg.master_port}"

@@ -110,3 +110,25 @@ def write_sft_trajectories(recipe: Any, out: str | Path, n: int, seed: int = 0) 
     trajectories = asyncio.run(_run(recipe, make_tasks(n, seed)))
     append_jsonl(out, trajectories)
     return out
+
+
+def write_short_sharegpt(out_dir: str | Path, n: int, seed: int = 0) -> Path:
+    """``n`` short single-turn samples in LLaMA-Factory sharegpt format (``data.json`` and
+    its images): cheap training steps for tests of the training machinery itself."""
+    import json
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for task in make_tasks(n, seed, prefix="short"):
+        name = f"{task.sample.id}.png"
+        task.images[0].resize((112, 112)).save(out / name)
+        shape = task.sample.metadata["shape"]
+        rows.append({"messages": [
+            {"role": "user", "content": f"<image>What color is the {shape}?"},
+            {"role": "assistant", "content": f"<think>The {shape} is {task.sample.answer}.</think>\n"
+                                             f"<answer>{task.sample.answer}</answer>"}],
+            "images": [name]})
+    path = out / "data.json"
+    path.write_text(json.dumps(rows, indent=1) + "\n")
+    return path

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -124,10 +125,14 @@ class DeepSpeedEngine:
         from deepeyes_cli.train.loss import logprob_module
 
         self.cfg, self.dist = cfg, dist
+        if dist.world_size == 1:  # DeepSpeed always wants a process group: one of one
+            for k, v in (("MASTER_ADDR", "127.0.0.1"), ("MASTER_PORT", "29500"), ("RANK", "0"), ("WORLD_SIZE", "1"),
+                         ("LOCAL_RANK", "0")):
+                os.environ.setdefault(k, v)
         optimizer, scheduler = _optimizer_and_scheduler(params, cfg)
         self.engine, self.optimizer, _, self.scheduler = deepspeed.initialize(
             model=logprob_module(model), optimizer=optimizer, lr_scheduler=scheduler, model_parameters=params,
-            config=deepspeed_config(cfg), dist_init_required=dist.world_size > 1)
+            config=deepspeed_config(cfg))
         self.module = self.engine.module.hf
 
     def logprobs(self, inputs: dict[str, Any], loss_mask: Any) -> Any:

@@ -29,6 +29,7 @@ class MetricsLogger:
         self._wandb: Any = None
         if not enabled:
             return
+        self.run_dir.mkdir(parents=True, exist_ok=True)
         if "tensorboard" in report_to:
             try:
                 from torch.utils.tensorboard import SummaryWriter

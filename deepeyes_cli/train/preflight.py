@@ -116,14 +116,16 @@ def _data_checks(report: PreflightReport, recipe: Recipe, processor: Any,
 
 
 def _disk_checks(report: PreflightReport, recipe: Recipe, run_root: Path, params: int | None) -> None:
+    existing = run_root.resolve()
+    while not existing.exists():  # created at launch; preflight leaves nothing behind
+        existing = existing.parent
     try:
-        run_root.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=run_root, prefix=".preflight-"):
+        with tempfile.NamedTemporaryFile(dir=existing, prefix=".preflight-"):
             pass
     except OSError as e:
-        report.add("output directory", "fail", f"{run_root} is not writable: {e.strerror}")
+        report.add("output directory", "fail", f"{existing} is not writable: {e.strerror}")
         return
-    free = shutil.disk_usage(run_root).free
+    free = shutil.disk_usage(existing).free
     if params is None:
         report.add("output directory", "ok", f"{run_root} writable, {free / GIB:.1f} GiB free")
         return
@@ -226,6 +228,9 @@ def run_preflight(recipe: Recipe, run_root: Path, *, device: str,
         counts, processor = None, None
     if processor is not None:
         _data_checks(report, recipe, processor, on_progress)
+    if recipe.sft.image_max_pixels < m.max_pixels:  # the original's 7B setting (262144 vs 12845056)
+        report.add("image budget", "warn", f"sft.image_max_pixels {recipe.sft.image_max_pixels} < model.max_pixels "
+                   f"{m.max_pixels}: training sees fewer visual tokens per image than ask/bench/RL")
     _disk_checks(report, recipe, run_root, None if counts is None else sum(counts))
     _device_checks(report, recipe, counts, device)
     report.checks += env_checks(recipe, device)

@@ -159,6 +159,11 @@ def run_sft(recipe: Recipe, run_dir: str | Path, dist: DistInfo, *, resume: bool
     latest = ckpt.latest() if resume else None
     if latest is not None:
         state = ckpt.load(engine, latest)
+        if int(state.get("world_size", dist.world_size)) != dist.world_size:
+            from deepeyes_cli.errors import RunDirError
+
+            raise RunDirError(f"{latest} was written by {state['world_size']} ranks, this run has {dist.world_size}",
+                              hint="resume with the same launch.nnodes x launch.gpus_per_node")
         step, epoch, cursor = int(state["step"]), int(state["epoch"]), int(state["cursor"])
         log.info("resumed from %s (step %d, epoch %d, window %d)", latest, step, epoch, cursor)
     metrics = MetricsLogger(run_dir, report_to=s.report_to, enabled=dist.is_main, every=s.logging_steps,
@@ -198,8 +203,7 @@ def run_sft(recipe: Recipe, run_dir: str | Path, dist: DistInfo, *, resume: bool
                 if step % s.save_steps == 0 or step == total:
                     epoch_done = cursor >= per_epoch
                     ckpt.save(engine, step, {"epoch": epoch + 1 if epoch_done else epoch,
-                                             "cursor": 0 if epoch_done else cursor,
-                                             "recipe_digest": None, "loss": loss})
+                                             "cursor": 0 if epoch_done else cursor, "loss": loss})
             if cursor >= per_epoch:
                 epoch, cursor = epoch + 1, 0
         export_dir = None

@@ -37,10 +37,28 @@ class _Progress:
             self.bar.stop()
 
 
+def _check_node(recipe: Recipe) -> None:
+    import logging
+    import socket
+
+    from deepeyes_cli.errors import LaunchError
+    from deepeyes_cli.train.preflight import env_checks
+
+    device = "cpu" if recipe.model.device == "cpu" else "cuda"
+    for c in env_checks(recipe, device):
+        if c.status == "fail":
+            raise LaunchError(f"node {socket.gethostname()}: {c.name}: {c.detail}",
+                              hint="fix this node's environment (launch.env passes variables to every process)")
+        if c.status == "warn":
+            logging.getLogger(__name__).warning("%s: %s", c.name, c.detail)
+
+
 def main(recipe: Recipe, run_dir: Path, *, resume: bool = False) -> None:
     from deepeyes_cli.train.engine import init_distributed, shutdown_distributed
     from deepeyes_cli.train.sft import run_sft
 
+    if os.environ.get("LOCAL_RANK", "0") == "0":  # each node checks its own environment, once
+        _check_node(recipe)
     dist = init_distributed(recipe.model.device)
     progress = _Progress() if dist.is_main else None
     try:

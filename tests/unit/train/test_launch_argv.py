@@ -15,7 +15,6 @@ from deepeyes_cli.launch.slurm import parse_job_id
 
 RUN = "/shared/runs/7b-sft-20261201T000000Z"
 TAIL = ["--module", "deepeyes_cli.train", "--run-dir", RUN, "--stage", "sft"]
-HOME = str(Path.home())
 
 
 def _plan(environ=None, **launch):
@@ -47,8 +46,7 @@ def test_torchrun_single_node_cpu_gets_gloo_environment() -> None:
     assert plan.commands[0].argv == ["py", "-m", "torch.distributed.run", "--nnodes", "1", "--nproc-per-node", "2",
                                      "--master-addr", "127.0.0.1", "--master-port", "29555", *TAIL, "--resume"]
     assert plan.commands[0].env == {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29555", "OMP_NUM_THREADS": "1",
-                                    "DS_ACCELERATOR": "cpu", "NCCL_IB_DISABLE": "1", "NCCL_DEBUG": "WARN",
-                                    "TORCH_EXTENSIONS_DIR": f"{HOME}/.cache/torch_extensions"}
+                                    "DS_ACCELERATOR": "cpu", "NCCL_IB_DISABLE": "1", "NCCL_DEBUG": "WARN"}
 
 
 def test_deepspeed_with_hostfile(tmp_path: Path) -> None:

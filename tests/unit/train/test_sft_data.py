@@ -127,3 +127,25 @@ def test_plan_batches_is_deterministic_and_shares_evenly() -> None:
     packed = plan_batches(lengths, 1, seed=0, epoch=0, pack_tokens=512)
     assert all(sum(lengths[i] for i in b) <= 512 for b in packed if len(b) > 1)
     assert sorted(i for b in packed for i in b) == list(range(len(lengths)))
+
+
+def test_bad_samples_fail_or_drop_by_recipe(tmp_path: Path, processor, tiny_recipe) -> None:
+    from deepeyes_cli.train.data import build_index
+    from deepeyes_cli.train.sft import check_index
+
+    rows = [{"messages": [{"role": "user", "content": "<image>Hi"}, {"role": "assistant", "content": "<answer>a</answer>"}],
+             "images": ["missing.png"]},  # unreadable image
+            {"messages": [{"role": "user", "content": "Hi " * 50}, {"role": "assistant", "content": "ok"}]},  # long
+            {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "<answer>b</answer>"}]}]
+    f = tmp_path / "mixed.json"
+    f.write_text(json.dumps(rows))
+    index = build_index(read_conversations([str(f)]), processor.tokenizer, ImageBudget.of(processor), cutoff_len=60)
+    assert [p.kind for p in index.problems] == ["image_unreadable", "too_long"] and len(index.samples) == 1
+    with pytest.raises(DataError, match="missing.png"):
+        check_index(index, tiny_recipe)  # bad_samples: fail (default)
+    lenient = tiny_recipe.model_copy(deep=True)
+    lenient.sft.bad_samples = "drop"
+    check_index(index, lenient)  # overlong: drop (default), bad: drop
+    lenient.sft.overlong = "fail"
+    with pytest.raises(DataError, match="cutoff_len 60"):
+        check_index(index, lenient)
