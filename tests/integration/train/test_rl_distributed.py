@@ -13,7 +13,9 @@ import torch.multiprocessing as mp
 
 from deepeyes_cli.train.rl.batch import Encoded
 
-pytestmark = [pytest.mark.multiproc, pytest.mark.slow]
+pytestmark = [pytest.mark.multiproc, pytest.mark.slow,
+              pytest.mark.skipif(os.environ.get("DEEPEYES_MULTIPROC") != "1",
+                                 reason="multi-process training: `make test-train` (DEEPEYES_MULTIPROC=1)")]
 
 
 def _items(tok_len: int = 600) -> list[Encoded]:

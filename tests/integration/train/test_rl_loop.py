@@ -14,6 +14,11 @@ import torch
 
 from deepeyes_cli.recipe.loader import load_recipe
 
+# whole training runs (minutes on a loaded CPU): `make test-train` runs them
+pytestmark = [pytest.mark.slow, pytest.mark.multiproc,
+              pytest.mark.skipif(os.environ.get("DEEPEYES_MULTIPROC") != "1",
+                                 reason="training runs: `make test-train` (DEEPEYES_MULTIPROC=1)")]
+
 BASE = ["rl.datasets=[builtin:count]", "rl.rollout.backend=scripted", "rl.rollout.script=builtin:count",
         "agent.tools=[code]", "rl.train_batch_size=2", "rl.rollouts_per_prompt=4", "rl.ppo_mini_batch_size=1",
         "agent.concurrency=1", "rl.save_freq=1", "sandbox.pool_size=1"]
@@ -25,7 +30,6 @@ def _trainer(run_dir: Path, steps: int):
     return Trainer(load_recipe("tiny", [*BASE, f"rl.rollout.max_steps={steps}"]).recipe, run_dir)
 
 
-@pytest.mark.slow
 def test_resume_is_bit_exact(tmp_path: Path) -> None:
     straight = _trainer(tmp_path / "a", 2)
     res = straight.run()
@@ -63,8 +67,6 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.mark.slow
-@pytest.mark.multiproc
 def test_two_steps_on_two_processes(tmp_path: Path) -> None:
     import subprocess
 
