@@ -22,6 +22,7 @@ IMAGES = "images"
 SHARD_SIZE = 5000
 TIMING_FIELDS = ("created_at", "wall_s")
 TURN_TIMING_FIELDS = ("generation_s", "tool_s")
+METADATA_TIMING_FIELDS = ("sandbox_close_s",)  # the loop's own clock readings kept in metadata
 
 ProgressFn = Callable[[int, int, float], None]
 CostFn = Callable[[Trajectory], float]
@@ -115,6 +116,8 @@ def canonical(traj: Trajectory) -> dict[str, Any]:
     data = traj.model_dump(mode="json")
     for f in TIMING_FIELDS:
         data.pop(f, None)
+    for f in METADATA_TIMING_FIELDS:
+        (data.get("metadata") or {}).pop(f, None)
     for turn in data.get("turns", []):
         for f in TURN_TIMING_FIELDS:
             turn.pop(f, None)
