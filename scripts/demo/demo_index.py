@@ -43,12 +43,16 @@ def rl_curve(metrics: Path) -> list[float]:
     return [by_step[s] for s in sorted(by_step)]
 
 
-def bench_headline(run: Path, name: str = "mini") -> float:
-    s = _json(run / name / "summary.json")
-    try:
-        return float(s["headline"]["value"])
-    except (KeyError, TypeError, ValueError) as e:
-        raise DemoOutputError(f"{run / name / 'summary.json'} has no headline value") from e
+def bench_headline(run: Path, name: str = "mini") -> tuple[str, float]:
+    """(folder, headline value) of benchmark ``name`` in a bench run (``mini`` or ``mini-no-tools``)."""
+    s = _json(run / "summary.json")
+    for variant in (name, f"{name}-no-tools"):
+        if isinstance(s, dict) and variant in s:
+            try:
+                return variant, float(s[variant]["headline"]["value"])
+            except (KeyError, TypeError, ValueError) as e:
+                raise DemoOutputError(f"{run / 'summary.json'}: {variant} has no headline value") from e
+    raise DemoOutputError(f"{run / 'summary.json'} has no {name} result")
 
 
 def headline(out: Path) -> dict[str, Any]:
@@ -62,6 +66,7 @@ def headline(out: Path) -> dict[str, Any]:
     split = _json(out / "data" / "split" / "summary.json") if (out / "data" / "split" / "summary.json").is_file() else {}
     timings = {r["step"]: r["seconds"] for r in _jsonl(out / "timings.jsonl")} if (out / "timings.jsonl").is_file() else {}
     serve = _json(out / "serve.json")
+    base, trained = bench_headline(out / "bench-base"), bench_headline(out / "bench-trained")
     return {
         "curate": {"sft_trajectories": sum(1 for _ in (out / "data" / "export" / "sft.jsonl").open()),
                    "rl_questions": sum(1 for _ in (out / "data" / "export" / "rl.jsonl").open()),
@@ -73,8 +78,8 @@ def headline(out: Path) -> dict[str, Any]:
         "rl": {"steps": len(curve), "reward_first": curve[0], "reward_last": curve[-1], "window": w,
                "reward_first_mean": statistics.mean(curve[:w]), "reward_last_mean": statistics.mean(curve[-w:]),
                "curve": curve},
-        "bench": {"benchmark": "mini", "base": bench_headline(out / "bench-base"),
-                  "trained": bench_headline(out / "bench-trained")},
+        "bench": {"benchmark": base[0], "unit": "accuracy (%)", "base": base[1], "trained": trained[1],
+                  "trained_folder": trained[0]},
         "serve": {"question": serve["question"], "answer": serve["answer"], "seconds": serve["seconds"]},
         "timings_s": timings,
     }
@@ -100,7 +105,7 @@ def summary_rows(h: dict[str, Any]) -> list[tuple[str, str]]:
         ("RL mean reward, first → last step", f"{rl['reward_first']:.3f} → {rl['reward_last']:.3f} "
          f"(mean of first/last {rl['window']}: {rl['reward_first_mean']:.3f} → {rl['reward_last_mean']:.3f}; "
          f"{rl['steps']} steps)"),
-        ("bench mini accuracy, base vs trained", f"{b['base']:.3f} vs {b['trained']:.3f}"),
+        (f"bench {b['benchmark']} accuracy (%), base vs trained", f"{b['base']:.1f} vs {b['trained']:.1f}"),
         ("serve: one question via the openai client", f"{h['serve']['answer']!r} in {h['serve']['seconds']} s"),
     ]
 
@@ -119,8 +124,8 @@ def write_index(out: Path) -> dict[str, Any]:
          _img(out, "sft/loss_curve.png")),
         ("rl", _link(out, "rl/report.md", "report") + " · " + _link(out, "rl/curves.png", "curves"),
          _img(out, "rl/curves.png")),
-        ("bench (base)", _link(out, "bench-base/mini/report.html", "report"), ""),
-        ("bench (trained)", _link(out, "bench-trained/mini/report.html", "report"), ""),
+        ("bench (base)", _link(out, f"bench-base/{h['bench']['benchmark']}/report.html", "report"), ""),
+        ("bench (trained)", _link(out, f"bench-trained/{h['bench']['trained_folder']}/report.html", "report"), ""),
         ("bench compare", _link(out, "compare.json", "compare.json"), ""),
         ("serve", _link(out, "serve.json", "the question and answer") + " · " + _link(out, "logs/serve.log", "log"),
          ""),

@@ -37,8 +37,8 @@ def _run(tmp_path: Path) -> Path:
     # step 2 logged twice (a resume): the last line wins
     _lines(out / "rl/metrics.jsonl", [{"step": 1, "rollout/reward": 0.25}, {"step": 2, "rollout/reward": 0.1},
                                       {"step": 2, "rollout/reward": 0.5}, {"step": 3, "rollout/reward": 0.75}])
-    _write(out / "bench-base/mini/summary.json", {"headline": {"value": 0.125}})
-    _write(out / "bench-trained/mini/summary.json", {"headline": {"value": 0.375}})
+    _write(out / "bench-base/summary.json", {"mini-no-tools": {"headline": {"value": 12.5}}})
+    _write(out / "bench-trained/summary.json", {"mini-no-tools": {"headline": {"value": 37.5}}})
     _write(out / "serve.json", {"question": "q?", "answer": "STOP", "seconds": 1.5})
     _lines(out / "timings.jsonl", [{"step": "curate", "seconds": 12}])
     return out
@@ -51,11 +51,11 @@ def test_index_reads_every_figure_from_the_run(tmp_path: Path) -> None:
     assert h["sft"] == {"steps": 2, "loss_first": 4.5, "loss_last": 0.25}
     assert h["rl"]["curve"] == [0.25, 0.5, 0.75]
     assert (h["rl"]["reward_first"], h["rl"]["reward_last"]) == (0.25, 0.75)
-    assert (h["bench"]["base"], h["bench"]["trained"]) == (0.125, 0.375)
+    assert (h["bench"]["base"], h["bench"]["trained"]) == (12.5, 37.5)
     assert h["curate"]["sft_trajectories"] == 5 and h["curate"]["rl_questions"] == 3
     page = (out / "index.html").read_text()
     assert "0% (0/20) → 95% (19/20)" in page
-    assert "0.125 vs 0.375" in page
+    assert "12.5 vs 37.5" in page
     assert 'href="data/report.html"' in page
     assert 'href="rl/report.md"' not in page and "(not written)" in page  # no rl report in this fake run
     assert json.loads((out / "headline.json").read_text())["serve"]["answer"] == "STOP"
@@ -63,7 +63,7 @@ def test_index_reads_every_figure_from_the_run(tmp_path: Path) -> None:
 
 def test_a_missing_stage_output_is_an_error_not_a_made_up_figure(tmp_path: Path) -> None:
     out = _run(tmp_path)
-    (out / "bench-trained/mini/summary.json").unlink()
+    (out / "bench-trained/summary.json").unlink()
     with pytest.raises(demo_index.DemoOutputError, match="bench-trained"):
         demo_index.write_index(out)
     assert not (out / "index.html").exists()
