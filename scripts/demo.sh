@@ -91,7 +91,9 @@ done
 echo "server up at $URL"
 $PY $STEPS ask "$URL" tests/data/street_sign.jpg "What does the sign next to the tree say?" "$OUT/serve.json"
 kill -TERM "$SERVER_PID"
-wait "$SERVER_PID" || { echo "error: the server did not stop cleanly (exit $?)" >&2; exit 1; }
+# uvicorn drains, then re-raises the SIGTERM it caught: 143 is a clean stop, anything else is not
+rc=0; wait "$SERVER_PID" || rc=$?
+[[ $rc -eq 0 || $rc -eq 143 ]] || { echo "error: the server did not stop cleanly (exit $rc)" >&2; exit 1; }
 SERVER_PID=""
 echo "server stopped cleanly"
 
