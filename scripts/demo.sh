@@ -1,42 +1,104 @@
 #!/usr/bin/env bash
-# The demo: everything here runs offline on a CPU in about a minute, with real tools
-# (an isolated Jupyter sandbox and a local search index) and the tiny random model.
+# The demo: the whole pipeline on the tiny model, offline, on a CPU (README.demo.md).
+#   curate (scripted teacher) -> protocol-valid before -> sft -> protocol-valid after -> rl
+#   -> bench base vs trained (+ compare) -> serve + one question through the openai client -> index page
+# Every figure it prints is read back from the JSON the stages wrote in this run.
+# DEMO_OUT=runs/demo (the output folder, cleared first); DEEPEYES=.venv/bin/deepeyes; PYTHON=.venv/bin/python
 set -euo pipefail
 cd "$(dirname "$0")/.."
-DE=".venv/bin/deepeyes"
-OUT="runs/demo"
-PHOTO="tests/data/street_sign.jpg"
-mkdir -p "$OUT"
-rm -f "$OUT/trajectories.jsonl" "$OUT/scored.jsonl"
-step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+DE="${DEEPEYES:-.venv/bin/deepeyes}"
+PY="${PYTHON:-.venv/bin/python}"
+OUT="${DEMO_OUT:-runs/demo}"
+STEPS="scripts/demo/steps.py"
+export OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}" TOKENIZERS_PARALLELISM=false
+# The RL task (testing/rl_task.py): its own short system prompt and only the code tool.
+RL_PROMPT="$($PY -c 'from deepeyes_cli.testing.rl_task import SYSTEM_PROMPT as p; print(p)')"
+RL_ARGS=("rl.datasets=[builtin:count]" "agent.tools=[code]" "agent.max_tokens_per_turn=96" "agent.max_turns=3"
+         "sandbox.pool_size=2" "agent.system_prompt=$RL_PROMPT")
+RL_STEPS="${DEMO_RL_STEPS:-8}"
+
+SERVER_PID=""
+cleanup() {
+  local rc=$?
+  if [[ -n "$SERVER_PID" ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
+    kill -TERM "$SERVER_PID" 2>/dev/null || true
+    for _ in $(seq 1 40); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.5; done
+    kill -KILL "$SERVER_PID" 2>/dev/null || true
+  fi
+  if [[ $rc -ne 0 ]]; then
+    printf '\n\033[1;31mdemo FAILED (exit %s) in step: %s\033[0m\nlogs: %s/logs/\n' "$rc" "${CURRENT:-?}" "$OUT" >&2
+  fi
+  exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+START=$SECONDS
+T0=$SECONDS
+CURRENT=""
+step() {
+  [[ -n "$CURRENT" ]] && printf '{"step": "%s", "seconds": %s}\n' "$CURRENT" $((SECONDS - T0)) >>"$OUT/timings.jsonl"
+  CURRENT="$1"; T0=$SECONDS
+  printf '\n\033[1m== [%s s] %s\033[0m\n' $((SECONDS - START)) "$*"
+}
+
+rm -rf "$OUT"
+mkdir -p "$OUT/logs"
 
 step "build the tiny random-weight Qwen2.5-VL (cached after the first run)"
 $DE model build-tiny
 
-step "the tiny recipe, fully resolved"
-$DE recipes show tiny
+step "curate: 24 generated-image questions; the tiny model as base, the scripted oracle as the strong teacher"
+$DE curate run -r tiny -o "$OUT/data" curate.synthetic.n=24 curate.difficulty.k=1
 
-step "load it through the same loader as the 7B and generate"
-$DE model check --recipe tiny --max-new-tokens 16 --run-dir "$OUT/model-check"
+step "more SFT data through the real loop (scripted policy, live tools): the RL counting task's warm start and colour questions"
+$PY $STEPS count-sft "$OUT/count-sft.jsonl" --n "${DEMO_COUNT_SFT:-96}"
+$PY $STEPS syn-sft "$OUT/syn-sft.jsonl" --n "${DEMO_SYN_SFT:-48}"
 
-step "run a cell in the isolated sandbox: crop the sign and return the image"
-$DE sandbox run --recipe tiny -i "$PHOTO" -o "$OUT/sandbox" \
-  "print(image_1.size); image_1.crop((385, 180, 485, 280)).resize((200, 200))"
+step "protocol-valid rate of the base tiny model on held-out prompts (the real agent loop)"
+$PY $STEPS valid builtin:tiny "$OUT/valid_before.json"
 
-step "search the offline demo index (the 7b recipe searches Google through SerpAPI)"
-$DE search text "red octagon traffic sign" --recipe tiny -k 2 --run-dir "$OUT/search"
+step "SFT the tiny model on the curated trajectories + those two"
+$DE sft -r tiny "sft.datasets=[$OUT/data/export/sft.jsonl,$OUT/count-sft.jsonl,$OUT/syn-sft.jsonl]" sft.epochs=6 sft.learning_rate=3e-3 \
+  sft.max_samples=200 sft.per_device_batch_size=8 sft.save_steps=100000 "sft.report_to=[]" --run-dir "$OUT/sft"
 
-step "the agent with a scripted policy and real tools: code, then search, then answer"
-$DE ask "$PHOTO" "What does the sign next to the tree say?" --answer STOP --recipe tiny --backend scripted \
-  policy.script=scripts/demo/turns.json agent.max_tokens_per_turn=1024 --save "$OUT/trajectories.jsonl" --run-dir "$OUT/ask-scripted"
+step "protocol-valid rate of the SFT'd model on the same held-out prompts"
+$PY $STEPS valid "$OUT/sft/export" "$OUT/valid_after.json"
 
-step "the agent with the tiny random model (its answers are noise; the loop is the real one)"
-$DE ask "$PHOTO" "What does the sign next to the tree say?" --answer STOP --recipe tiny \
-  --save "$OUT/trajectories.jsonl" --run-dir "$OUT/ask-tiny"
+step "RL (GRPO, live code tool) from the SFT'd model: $RL_STEPS steps on the counting task, where the tool pays"
+$DE rl -r tiny "rl.init_from=$OUT/sft/export" "rl.rollout.max_steps=$RL_STEPS" "rl.save_freq=$RL_STEPS" "rl.validation.datasets=[]" \
+  "${RL_ARGS[@]}" --run-dir "$OUT/rl"
 
-step "score both trajectories: format rules and answer matching (no judge needed here)"
-$DE judge "$OUT/trajectories.jsonl" --recipe tiny -o "$OUT/scored.jsonl" --run-dir "$OUT/judge"
+step "bench: the base tiny model and the trained one on the mini benchmark"
+TRAINED="$(ls -d "$OUT"/rl/checkpoints/step-*/hf | sort -V | tail -1)"
+$DE bench mini -r tiny --tools off --run-dir "$OUT/bench-base"
+$DE bench mini -r tiny --tools off --model "$TRAINED" --run-dir "$OUT/bench-trained"
+$DE bench compare "$OUT/bench-base" "$OUT/bench-trained"
+$DE bench compare "$OUT/bench-base" "$OUT/bench-trained" --json >"$OUT/compare.json"
 
-step "a page to read them turn by turn"
-$DE view "$OUT/scored.jsonl" -o "$OUT/trajectories.html"
-printf '\nopen %s in a browser\n' "$OUT/trajectories.html"
+step "serve the trained model and ask one question through the official openai client"
+$DE serve -r tiny --port 0 "model.path=$TRAINED" --run-dir "$OUT/serve" >"$OUT/logs/serve.log" 2>&1 &
+SERVER_PID=$!
+URL=""
+for _ in $(seq 1 240); do
+  URL="$(grep -o 'http://127\.0\.0\.1:[0-9]*/v1' "$OUT/logs/serve.log" | head -1 || true)"
+  [[ -n "$URL" ]] && break
+  kill -0 "$SERVER_PID" 2>/dev/null || { cat "$OUT/logs/serve.log" >&2; echo "error: the server exited" >&2; exit 1; }
+  sleep 1
+done
+[[ -n "$URL" ]] || { cat "$OUT/logs/serve.log" >&2; echo "error: the server did not start in 240 s" >&2; exit 1; }
+echo "server up at $URL"
+$PY $STEPS ask "$URL" tests/data/street_sign.jpg "What does the sign next to the tree say?" "$OUT/serve.json"
+kill -TERM "$SERVER_PID"
+# uvicorn drains, then re-raises the SIGTERM it caught: 143 is a clean stop, anything else is not
+rc=0; wait "$SERVER_PID" || rc=$?
+[[ $rc -eq 0 || $rc -eq 143 ]] || { echo "error: the server did not stop cleanly (exit $rc)" >&2; exit 1; }
+SERVER_PID=""
+echo "server stopped cleanly"
+
+step "the index page"
+printf '{"step": "total", "seconds": %s}\n' $((SECONDS - START)) >>"$OUT/timings.jsonl"
+CURRENT="index"
+$PY $STEPS index "$OUT"
+printf '\nopen %s/index.html in a browser (%s s in all)\n' "$OUT" $((SECONDS - START))
