@@ -33,7 +33,7 @@ _deepeyes() {
     "deepeyes recipes ls") cmds=""; opts="--help -h"; recipe_opts="" ;;
     "deepeyes recipes show") cmds=""; opts="--json --sources --help -h"; recipe_opts="" ;;
     "deepeyes recipes validate") cmds=""; opts="--help -h"; recipe_opts="" ;;
-    "deepeyes rl") cmds=""; opts="--dry-run --help -h --recipe -r --run-dir"; recipe_opts="--recipe -r" ;;
+    "deepeyes rl") cmds=""; opts="--dry-run --slurm --help -h --recipe -r --run-dir"; recipe_opts="--recipe -r" ;;
     "deepeyes sandbox") cmds="build-image check run serve"; opts="--help -h"; recipe_opts="" ;;
     "deepeyes sandbox build-image") cmds=""; opts="--quiet -q --dry-run --help -h --tag --base --context-out --ca-bundle"; recipe_opts="" ;;
     "deepeyes sandbox check") cmds=""; opts="--help -h --recipe -r --isolation"; recipe_opts="--recipe -r" ;;

@@ -203,6 +203,7 @@ complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes recipes validate"' -
 complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes recipes validate"' -s h
 complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes recipes validate"' -F
 complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes rl"' -l dry-run
+complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes rl"' -l slurm
 complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes rl"' -l help
 complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes rl"' -s h
 complete -c deepeyes -n 'test (__deepeyes_path) = "deepeyes rl"' -l recipe -r -a '32b 7b paper-eval tiny (__fish_complete_suffix .yaml)'

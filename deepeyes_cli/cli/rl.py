@@ -1,29 +1,33 @@
-"""`deepeyes rl -r RECIPE [a.b=c ...] [--run-dir DIR] [--dry-run]`: GRPO with live tools."""
+"""`deepeyes rl -r RECIPE [a.b=c ...] [--run-dir DIR] [--dry-run] [--slurm]`: GRPO with live tools."""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+import typer
 
 from deepeyes_cli.cli.options import DryRunOpt, OverridesArg, RecipeOpt, RunDirOpt
 
 
-def _launch_plan(recipe: Any, run_dir: Path) -> Any:
-    """The training floor's launch plan (local / torchrun / deepspeed / srun), stage rl."""
+def _launch_plan(recipe: Any, run_dir: Path, slurm: bool = False) -> Any:
+    """The training floor's launch plan (local / torchrun / deepspeed / srun / sbatch), stage rl."""
     from deepeyes_cli.launch.argv import build_plan
     from deepeyes_cli.models.loading import default_cache_dir
 
     return build_plan(recipe.launch, run_dir=run_dir, stage="rl", device="cpu" if recipe.model.device == "cpu" else "cuda",
-                      python=sys.executable, cache_dir=recipe.run.cache_dir or default_cache_dir())
+                      python=sys.executable, cache_dir=recipe.run.cache_dir or default_cache_dir(), slurm=slurm)
 
 
-def _plan(resolved: Any) -> list[str]:
+def _plan(resolved: Any, slurm: bool = False) -> list[str]:
     from deepeyes_cli.launch.argv import shell_lines
 
     r = resolved.recipe
     rl = r.rl
-    plan = _launch_plan(r, Path(r.run.runs_dir) / f"{resolved.name}-rl-<UTC time>")
+    if slurm:
+        r.launch.launcher = "srun"
+    plan = _launch_plan(r, Path(r.run.runs_dir) / f"{resolved.name}-rl-<UTC time>", slurm)
     lines = [f"GRPO: {rl.train_batch_size} prompts x {rl.rollouts_per_prompt} rollouts per step, "
              f"{rl.train_batch_size // max(1, rl.ppo_mini_batch_size)} updates per step, lr {rl.learning_rate:g}, "
              f"clip {rl.clip_ratio_low:g}/{rl.clip_ratio_high:g}, dual-clip {rl.dual_clip_c:g}, {rl.loss_agg_mode}",
@@ -40,6 +44,8 @@ def rl(
     overrides: OverridesArg = None,
     run_dir: RunDirOpt = None,
     dry_run: DryRunOpt = False,
+    slurm: Annotated[bool, typer.Option("--slurm", help="Outside an allocation: write an sbatch script into the "
+                                                        "run directory and submit it.")] = False,
 ) -> None:
     """Train the policy with GRPO, rolling out through the agent loop with live tools.
 
@@ -49,7 +55,8 @@ def rl(
     """
     from deepeyes_cli.cli.options import start_stage
 
-    stage = start_stage("rl", recipe, overrides, run_dir=run_dir, dry_run=dry_run, plan=_plan)
+    stage = start_stage("rl", recipe, overrides, run_dir=run_dir, dry_run=dry_run,
+                        plan=lambda resolved: _plan(resolved, slurm))
     if stage is None:
         return
     from deepeyes_cli.errors import InputError
@@ -58,7 +65,9 @@ def rl(
     if not r.rl.datasets:
         raise InputError("rl.datasets is empty", hint="set rl.datasets=[data.parquet] (or builtin:count for the tiny task)")
     rd = stage.run_dir.path
-    plan = _launch_plan(r, rd)
+    if slurm:
+        r.launch.launcher = "srun"
+    plan = _launch_plan(r, rd, slurm)
     from deepeyes_cli.launch.run import record_plan
 
     if plan.launcher == "local":

@@ -125,7 +125,7 @@ def build_plan(cfg: LaunchConfig, *, run_dir: str | Path, stage: str = "sft", re
                 python, cfg, endpoint=endpoint, rdzv_id=rdzv_id, node_rank=0), *tail], env)])
         cmds = [NodeCommand(f"node {r}", [*_torchrun(python, cfg, endpoint=endpoint, rdzv_id=rdzv_id,
                                                      node_rank=r), *tail], env) for r in range(cfg.nnodes)]
-        notes = [f"each node runs its own line (`deepeyes sft … launch.node_rank=R` there); this machine is "
+        notes = [f"each node runs its own line (`deepeyes {stage} … launch.node_rank=R` there); this machine is "
                  f"node {cfg.node_rank}; rendezvous at {endpoint}"]
         return LaunchPlan("torchrun", cmds, run_here=cfg.node_rank, notes=notes)
 
