@@ -151,7 +151,10 @@ def check_isolation(cfg: SandboxConfig) -> list[tuple[str, str]]:
         rows.append(("user", "a uid of its own per kernel" if own_uid else "this process's uid (user namespace)"
                              if cfg.isolation == "bwrap" else "this process's uid"))
         rows += [(f"{name} limit", how) for name, how in enforcement(cgroups, own_uid).items()]
-        forks = cfg.isolation == "bwrap" and (cfg.kernel_start == "fork" or (cfg.kernel_start == "auto" and own_uid))
+        from deepeyes_cli.sandbox.pool import _under_session_tmp
+
+        forks = cfg.isolation == "bwrap" and (cfg.kernel_start == "fork" or (
+            cfg.kernel_start == "auto" and own_uid and not _under_session_tmp(cfg.python)))
         rows.append(("kernel start", "forked from a pre-imported template (kernel_start: fork)" if forks else
                                      f"exec, one Python per kernel (kernel_start: {cfg.kernel_start})"))
     if cgroups is not None:

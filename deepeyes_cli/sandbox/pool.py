@@ -38,6 +38,15 @@ log = logging.getLogger(__name__)
 ARRIVAL_WINDOW_S = 5.0  # the pool sizes itself to the arrival rate over this window
 
 
+def _under_session_tmp(python: str | None) -> bool:
+    """A forked session mounts a fresh /tmp over the template's view, so a kernel Python (a venv)
+    living under /tmp would vanish from under the kernel: ``auto`` starts such kernels with exec."""
+    import sys
+
+    path = Path(python or sys.executable).absolute()
+    return len(path.parts) > 1 and path.parts[1] == "tmp"
+
+
 def make_launcher(cfg: SandboxConfig) -> Launcher:
     from deepeyes_cli.sandbox.limits import Limits
 
@@ -46,7 +55,8 @@ def make_launcher(cfg: SandboxConfig) -> Launcher:
         from deepeyes_cli.sandbox.launchers import BwrapLauncher
 
         bwrap = BwrapLauncher(limits, cfg.python)
-        if cfg.kernel_start == "fork" or (cfg.kernel_start == "auto" and bwrap.own_uid):
+        if cfg.kernel_start == "fork" or (cfg.kernel_start == "auto" and bwrap.own_uid
+                                          and not _under_session_tmp(cfg.python)):
             from deepeyes_cli.sandbox.forking import ForkLauncher
 
             return ForkLauncher(bwrap, cfg.start_timeout_s, fallback=cfg.kernel_start == "auto")
