@@ -52,15 +52,16 @@ $DE model build-tiny
 step "curate: 24 generated-image questions; the tiny model as base, the scripted oracle as the strong teacher"
 $DE curate run -r tiny -o "$OUT/data" curate.synthetic.n=24 curate.difficulty.k=1
 
-step "more SFT data through the real loop (scripted policy, live tools): colour questions on generated images"
+step "more SFT data through the real loop (scripted policy, live tools): colour questions, and the RL counting task's warm start"
 $PY $STEPS syn-sft "$OUT/syn-sft.jsonl" --n "${DEMO_SYN_SFT:-160}"
+$PY $STEPS count-sft "$OUT/count-sft.jsonl" --n "${DEMO_COUNT_SFT:-96}"
 
 step "protocol-valid rate of the base tiny model on held-out prompts (the real agent loop)"
 $PY $STEPS valid builtin:tiny "$OUT/valid_before.json"
 
-step "SFT the tiny model on the curated trajectories + those (the tiny recipe's settings: 4 epochs, lr 2e-3, batch 1)"
-$DE sft -r tiny "sft.datasets=[$OUT/data/export/sft.jsonl,$OUT/syn-sft.jsonl]" \
-  sft.max_samples=400 sft.save_steps=100000 "sft.report_to=[]" --run-dir "$OUT/sft"
+step "SFT the tiny model on the curated trajectories + those (lr 2e-3, batch 1, ${DEMO_SFT_EPOCHS:-10} epochs)"
+$DE sft -r tiny "sft.datasets=[$OUT/data/export/sft.jsonl,$OUT/syn-sft.jsonl,$OUT/count-sft.jsonl]" \
+  "sft.epochs=${DEMO_SFT_EPOCHS:-10}" sft.max_samples=400 sft.save_steps=100000 "sft.report_to=[]" --run-dir "$OUT/sft"
 
 step "protocol-valid rate of the SFT'd model on the same held-out prompts"
 $PY $STEPS valid "$OUT/sft/export" "$OUT/valid_after.json"
