@@ -17,10 +17,12 @@ from deepeyes_cli.sandbox.config import SandboxConfig
 from deepeyes_cli.sandbox.forking import ForkLauncher
 from deepeyes_cli.sandbox.launchers import BwrapLauncher
 from deepeyes_cli.sandbox.limits import Limits
-from deepeyes_cli.sandbox.pool import KernelPool
+from deepeyes_cli.sandbox.pool import KernelPool, _under_session_tmp
 
 pytestmark = [pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed"),
-              pytest.mark.skipif(os.geteuid() != 0, reason="kernels are forked from a template only as root")]
+              pytest.mark.skipif(os.geteuid() != 0, reason="kernels are forked from a template only as root"),
+              pytest.mark.skipif(_under_session_tmp(None), reason="this interpreter lives under /tmp, which a forked "
+                                 "session replaces: kernel_start auto starts kernels with exec here")]
 
 PROBE = """
 import os, random, socket, resource
