@@ -122,6 +122,15 @@ class LoopEvent:
 Observer = Callable[[LoopEvent], None]
 
 
+def tool_calls(traj: Trajectory) -> dict[str, int]:
+    """How many times the trajectory called each tool."""
+    out: dict[str, int] = {}
+    for t in traj.turns:
+        if t.tool:
+            out[t.tool] = out.get(t.tool, 0) + 1
+    return out
+
+
 def count_issues(traj: Trajectory) -> dict[str, int]:
     counts: dict[str, int] = {}
     for turn in traj.turns:

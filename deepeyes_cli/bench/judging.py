@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from deepeyes_cli.agent.records import tool_calls
 from deepeyes_cli.agent.trajectory import Trajectory
 from deepeyes_cli.bench.items import BenchItem
 from deepeyes_cli.bench.registry import BenchSpec
@@ -35,14 +36,6 @@ def prediction_of(traj: Trajectory) -> str | None:
         return traj.final_answer
     texts = [m.text for m in traj.messages if m.role == "assistant"]
     return texts[-1] if texts else None
-
-
-def tool_calls(traj: Trajectory) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for t in traj.turns:
-        if t.tool:
-            out[t.tool] = out.get(t.tool, 0) + 1
-    return out
 
 
 class BenchScorer:

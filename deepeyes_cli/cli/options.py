@@ -44,6 +44,10 @@ RunDirOpt = Annotated[
 DryRunOpt = Annotated[
     bool, typer.Option("--dry-run", help="Print the resolved recipe and what would run, then exit.")
 ]
+SlurmOpt = Annotated[
+    bool, typer.Option("--slurm", help="Outside an allocation: write an sbatch script into the run directory "
+                                       "and submit it.")
+]
 
 
 @dataclass

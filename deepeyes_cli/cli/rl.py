@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
-import typer
-
-from deepeyes_cli.cli.options import DryRunOpt, OverridesArg, RecipeOpt, RunDirOpt
+from deepeyes_cli.cli.options import DryRunOpt, OverridesArg, RecipeOpt, RunDirOpt, SlurmOpt
 
 
 def _launch_plan(recipe: Any, run_dir: Path, slurm: bool = False) -> Any:
@@ -44,8 +42,7 @@ def rl(
     overrides: OverridesArg = None,
     run_dir: RunDirOpt = None,
     dry_run: DryRunOpt = False,
-    slurm: Annotated[bool, typer.Option("--slurm", help="Outside an allocation: write an sbatch script into the "
-                                                        "run directory and submit it.")] = False,
+    slurm: SlurmOpt = False,
 ) -> None:
     """Train the policy with GRPO, rolling out through the agent loop with live tools.
 

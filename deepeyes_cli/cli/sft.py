@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from deepeyes_cli.cli.options import DryRunOpt, OverridesArg, RecipeOpt, RunDirOpt
+from deepeyes_cli.cli.options import DryRunOpt, OverridesArg, RecipeOpt, RunDirOpt, SlurmOpt
 
 if TYPE_CHECKING:
     from deepeyes_cli.recipe.loader import ResolvedRecipe
@@ -96,8 +96,7 @@ def sft(
     resume: Annotated[bool, typer.Option("--resume", help="Continue the newest run of this recipe (or --run-dir) "
                                                           "from its latest checkpoint.")] = False,
     preflight: Annotated[bool, typer.Option("--preflight", help="Only run the checks and print them.")] = False,
-    slurm: Annotated[bool, typer.Option("--slurm", help="Outside an allocation: write an sbatch script into the "
-                                                        "run directory and submit it.")] = False,
+    slurm: SlurmOpt = False,
 ) -> None:
     """Fine-tune Qwen2.5-VL on agent trajectories (trajectory JSONL, sharegpt, curate exports).
 

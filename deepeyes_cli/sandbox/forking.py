@@ -25,7 +25,13 @@ from pathlib import Path
 from typing import Any
 
 from deepeyes_cli.errors import SandboxError
-from deepeyes_cli.sandbox.launchers import KERNEL_ARGS, BwrapLauncher, KernelProcess, exit_reason
+from deepeyes_cli.sandbox.launchers import (
+    KERNEL_ARGS,
+    BwrapLauncher,
+    KernelProcess,
+    exit_reason,
+    release_cgroup,
+)
 from deepeyes_cli.sandbox.limits import Cgroup, Limits
 from deepeyes_cli.sandbox.state import INSIDE, KernelSlot, kernel_env, python_layout
 
@@ -62,11 +68,7 @@ class ForkedKernel:
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(asyncio.shield(self.exited), 10)
         if self.cgroup is not None:
-            for _ in range(50):  # the last processes may take a moment to leave the cgroup
-                if self.cgroup.remove():
-                    break
-                self.cgroup.kill()
-                await asyncio.sleep(0.05)
+            await release_cgroup(self.cgroup)
 
     def exit_reason(self) -> str:
         return exit_reason(self.returncode, self.cgroup, self.limits)

@@ -85,14 +85,20 @@ class SubprocessKernel:
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self.proc.wait(), 10)
         if self.cgroup is not None:
-            for _ in range(50):  # the last processes may take a moment to leave the cgroup
-                if self.cgroup.remove():
-                    break
-                self.cgroup.kill()
-                await asyncio.sleep(0.05)
+            await release_cgroup(self.cgroup)
 
     def exit_reason(self) -> str:
         return exit_reason(self.proc.returncode, self.cgroup, self.limits)
+
+
+async def release_cgroup(cgroup: Cgroup) -> None:
+    """Remove a kernel's cgroup, killing what is left in it (the last processes may take a moment
+    to leave)."""
+    for _ in range(50):
+        if cgroup.remove():
+            break
+        cgroup.kill()
+        await asyncio.sleep(0.05)
 
 
 def exit_reason(code: int | None, cgroup: Cgroup | None, limits: Limits | None) -> str:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from deepeyes_cli.agent.loop import AgentRuntime, run_trajectories
-from deepeyes_cli.agent.records import Task
+from deepeyes_cli.agent.records import Task, tool_calls
 from deepeyes_cli.train.rl.advantage import FORMAT_ERROR, INFRA_ERROR, TRUNCATED, VOID_TURN, Scored
 
 if TYPE_CHECKING:
@@ -33,14 +33,6 @@ class Rollout:
     traj: Trajectory
     scored: Scored
     timings: dict[str, float] = field(default_factory=dict)
-
-
-def tool_calls(traj: Trajectory) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for t in traj.turns:
-        if t.tool:
-            out[t.tool] = out.get(t.tool, 0) + 1
-    return out
 
 
 def flags_for(traj: Trajectory, reward: dict[str, Any] | None) -> set[str]:
