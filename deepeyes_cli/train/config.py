@@ -39,7 +39,11 @@ class SFTConfig(Section):
     overlong: Literal["drop", "fail"] = Field("drop", description="Samples longer than cutoff_len.")
     bad_samples: Literal["fail", "drop"] = Field(
         "fail", description="Samples whose image tokens and images disagree, or whose images are unreadable.")
-    group_by_length: bool = True
+    group_by_length: bool = Field(
+        False, description="Sort each shuffled window of micro-batches by length (less padding). Off by default, as "
+        "in HF Trainer: the loss is a token-mean per accumulation window, so windows of short samples weigh each "
+        "token more, and a behaviour seen mostly in short samples is over-learned (measured: a 51 % tool-call "
+        "share in the data became 27 % in the model).")
     packing: bool = Field(False, description="Pack samples into rows of up to cutoff_len tokens.")
     dataloader_workers: int = Field(2, ge=0)
     # --- run control

@@ -1,9 +1,9 @@
 """The demo's Python steps (called by scripts/demo.sh). Each writes JSON that the index
 page reads back: no figure is typed in by hand.
 
-    python scripts/demo/steps.py valid MODEL OUT.json [--n 20]     protocol-valid rate (benchmarks/sft_learns.py)
+    python scripts/demo/steps.py valid MODEL OUT.json [--n 32]     protocol-valid rate on held-out counting prompts
     python scripts/demo/steps.py count-sft OUT.jsonl [--n 96]      RL warm-start trajectories (benchmarks/rl_tiny_learning.py)
-    python scripts/demo/steps.py syn-sft OUT.jsonl [--n 48]        colour-question trajectories (testing/sft_data.py)
+    python scripts/demo/steps.py count-bench OUT.parquet [--n 32]  a mini benchmark file of the counting task (veRL rows)
     python scripts/demo/steps.py ask URL IMAGE QUESTION OUT.json   one question through the official openai client
     python scripts/demo/steps.py index RUN_DIR                     RUN_DIR/index.html + headline JSON on stdout
 """
@@ -23,32 +23,45 @@ sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
 
 def valid(model: str, out: Path, n: int) -> dict[str, Any]:
-    """The protocol-valid rate of MODEL on held-out prompts, measured by the sft benchmark's function."""
-    from sft_learns import evaluate  # benchmarks/sft_learns.py
+    """MODEL on held-out prompts of the counting task, greedy, through the real agent loop and
+    sandbox: the protocol-valid rate (benchmarks/sft_learns.py's rule), tool calls, accuracy."""
+    from rl_tiny_learning import policy_stats  # benchmarks/rl_tiny_learning.py
 
-    from deepeyes_cli.recipe.loader import load_recipe
-
-    recipe = load_recipe("tiny").recipe
-    result = {"model": model, **evaluate(recipe, model, n, seed=99)}
+    result = policy_stats(model, n, temperature=0.0, seed=99, work=out.parent)
+    result["rate"], result["valid"] = result["protocol_valid"], round(result["protocol_valid"] * n)
     out.write_text(json.dumps(result, indent=2))
     return result
 
 
-def count_sft(out: Path, n: int) -> dict[str, Any]:
-    """Trajectories of the RL counting task (scripted policy, tool half of the time, live sandbox)."""
+def count_sft(out: Path, n: int, p_tool: float) -> dict[str, Any]:
+    """Trajectories of the RL counting task (scripted policy: the tool with probability
+    ``p_tool``, else a guess; live sandbox)."""
     from rl_tiny_learning import sft_data  # benchmarks/rl_tiny_learning.py
 
-    sft_data(out, n)
-    return {"path": str(out), "trajectories": sum(1 for _ in out.open())}
+    sft_data(out, n, p_tool=p_tool)
+    return {"path": str(out), "trajectories": sum(1 for _ in out.open()), "p_tool": p_tool}
 
 
-def syn_sft(out: Path, n: int) -> dict[str, Any]:
-    """Trajectories of the protocol-valid benchmark's task (colour questions, the search tool)."""
-    from deepeyes_cli.recipe.loader import load_recipe
-    from deepeyes_cli.testing.sft_data import write_sft_trajectories
+def count_bench(out: Path, n: int) -> dict[str, Any]:
+    """Held-out counting questions as a veRL parquet (`deepeyes bench heldout --data`)."""
+    from deepeyes_cli.curate.export import verl_row, write_verl
+    from deepeyes_cli.testing.rl_task import write_dataset
+    from deepeyes_cli.train.rl.prompts import load_prompts
 
-    write_sft_trajectories(load_recipe("tiny").recipe, out, n, seed=1)  # held-out prompts use seed 99
-    return {"path": str(out), "trajectories": sum(1 for _ in out.open())}
+    tasks = load_prompts([write_dataset(out.with_suffix(".jsonl"), n, seed=4321)])
+    img_dir = out.with_suffix(".images")
+    img_dir.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for t in tasks:
+        refs = []
+        for k, im in enumerate(t.images):
+            name = f"{t.sample.id}-{k}.png"
+            im.save(img_dir / name)
+            refs.append(t.sample.images[k].model_copy(update={"path": name, "b64": None}))
+        sample = t.sample.model_copy(update={"images": refs})
+        rows.append(verl_row(sample, img_dir, system=None, instruction="", env_name="code", split="test"))
+    write_verl(rows, out)
+    return {"path": str(out), "items": len(rows)}
 
 
 def ask(url: str, image: Path, question: str, out: Path) -> dict[str, Any]:
@@ -78,13 +91,14 @@ def main() -> None:
     p = sub.add_parser("valid")
     p.add_argument("model")
     p.add_argument("out", type=Path)
-    p.add_argument("--n", type=int, default=20)
+    p.add_argument("--n", type=int, default=32)
     p = sub.add_parser("count-sft")
     p.add_argument("out", type=Path)
     p.add_argument("--n", type=int, default=96)
-    p = sub.add_parser("syn-sft")
+    p.add_argument("--p-tool", type=float, default=0.5)
+    p = sub.add_parser("count-bench")
     p.add_argument("out", type=Path)
-    p.add_argument("--n", type=int, default=48)
+    p.add_argument("--n", type=int, default=32)
     p = sub.add_parser("ask")
     p.add_argument("url")
     p.add_argument("image", type=Path)
@@ -95,11 +109,12 @@ def main() -> None:
     a = ap.parse_args()
     if a.cmd == "valid":
         r = valid(a.model, a.out, a.n)
-        print(f"protocol-valid: {r['valid']}/{r['n']} = {r['rate']:.0%} ({r['seconds']} s; ends: {r['end_reasons']})")
+        print(f"protocol-valid: {r['valid']}/{r['n']} = {r['rate']:.0%}; tool calls in {r['tool_rate']:.0%}, "
+              f"right {r['right']:.0%} ({r['seconds']} s)")
     elif a.cmd == "count-sft":
-        print(json.dumps(count_sft(a.out, a.n)))
-    elif a.cmd == "syn-sft":
-        print(json.dumps(syn_sft(a.out, a.n)))
+        print(json.dumps(count_sft(a.out, a.n, a.p_tool)))
+    elif a.cmd == "count-bench":
+        print(json.dumps(count_bench(a.out, a.n)))
     elif a.cmd == "ask":
         r = ask(a.url, a.image, a.question, a.out)
         print(f"Q: {r['question']}\nA: {r['answer']!r}  ({r['total_tokens']} tokens, {r['tool_calls']} tool calls, "

@@ -65,7 +65,7 @@ def _jsonl_tasks(path: Path) -> Iterator[Task]:
             yield Task.from_sample(sample, path.parent)
 
 
-BUILTIN = {"builtin:count": "the synthetic red-squares counting task (testing/rl_task.py), 64 prompts",
+BUILTIN = {"builtin:count": "the synthetic colour-counting task (testing/rl_task.py), 64 prompts",
            "builtin:count-val": "32 held-out prompts of the same task"}
 
 
@@ -76,7 +76,7 @@ def _builtin(spec: str, cache_dir: str | Path | None) -> Path:
     if spec not in BUILTIN:
         raise InputError(f"unknown built-in RL dataset {spec}", hint=f"built-in: {', '.join(BUILTIN)}")
     root = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
-    path = root / "datasets" / f"{spec.split(':', 1)[1]}-v1.jsonl"
+    path = root / "datasets" / f"{spec.split(':', 1)[1]}-v5.jsonl"
     if not path.is_file():
         val = spec.endswith("-val")
         write_dataset(path.with_suffix(".tmp"), 32 if val else 64, seed=1 if val else 0).rename(path)

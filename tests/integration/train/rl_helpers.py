@@ -14,7 +14,7 @@ from deepeyes_cli.agent.loop import AgentRuntime, run_trajectories
 from deepeyes_cli.agent.records import Task
 from deepeyes_cli.agent.trajectory import Sample
 from deepeyes_cli.sandbox.base import CellResult
-from deepeyes_cli.testing.rl_task import make_image, scripted_turn
+from deepeyes_cli.testing.rl_task import QUESTION, make_image, scripted_turn
 from deepeyes_cli.tools.code import CodeTool
 from deepeyes_cli.train.rl.rollout import ScriptedTokens
 
@@ -42,7 +42,7 @@ def tasks(n: int, seed: int = 0) -> list[Task]:
     out = []
     for i in range(n):
         count = 1 + i % 4
-        out.append(Task(Sample(id=f"t{i}", question="How many red squares are in the image?", answer=str(count),
+        out.append(Task(Sample(id=f"t{i}", question=QUESTION, answer=str(count + 1),
                                data_source="synthetic"), [make_image(count, rng)]))
     return out
 

@@ -48,7 +48,7 @@ def test_loss_mask_token_by_token(tiny, trajs) -> None:
     spans.append(cur) if cur else None
     assert spans == [t.completion_ids for t in traj.turns]
     text0 = tok.decode([i for i, m in zip(enc.ids, enc.mask, strict=True) if not m], skip_special_tokens=False)
-    assert "Code execution result" in text0 and "How many red squares" in text0  # observations: masked
+    assert "Code execution result" in text0 and "How many colours" in text0  # observations: masked
     pad = proc.image_token_id
     assert all(m == 0 for i, m in zip(enc.ids, enc.mask, strict=True) if i == pad)
     assert enc.mm_types == [int(i == pad) for i in enc.ids]

@@ -37,8 +37,8 @@ def _run(tmp_path: Path) -> Path:
     # step 2 logged twice (a resume): the last line wins
     _lines(out / "rl/metrics.jsonl", [{"step": 1, "rollout/reward": 0.25}, {"step": 2, "rollout/reward": 0.1},
                                       {"step": 2, "rollout/reward": 0.5}, {"step": 3, "rollout/reward": 0.75}])
-    _write(out / "bench-base/summary.json", {"mini-no-tools": {"headline": {"value": 12.5}}})
-    _write(out / "bench-trained/summary.json", {"mini-no-tools": {"headline": {"value": 37.5}}})
+    _write(out / "bench-base/summary.json", {"heldout": {"headline": {"value": 12.5}}})
+    _write(out / "bench-trained/summary.json", {"heldout": {"headline": {"value": 37.5}}})
     _write(out / "serve.json", {"question": "q?", "answer": "STOP", "seconds": 1.5})
     _lines(out / "timings.jsonl", [{"step": "curate", "seconds": 12}])
     return out
