@@ -23,11 +23,57 @@ from PIL import Image
 pytestmark = [pytest.mark.vllm, pytest.mark.slow]
 
 ARGS = ["rl.datasets=[builtin:count]", "rl.rollout.backend=vllm", "rl.rollout.weight_sync=push", "agent.tools=[code]",
-        "rl.train_batch_size=1", "rl.rollouts_per_prompt=4", "rl.ppo_mini_batch_size=1", "rl.rollout.max_steps=2",
-        "rl.save_freq=100", "rl.learning_rate=0.5", "launch.zero_stage=3", "launch.mixed_precision=no",
+        "rl.train_batch_size=2", "rl.rollouts_per_prompt=8", "rl.ppo_mini_batch_size=1", "rl.rollout.max_steps=2",
+        "rl.temperature=0.5",  # mostly well-formed answers from the warm start, the digit still random
+        "agent.system_prompt=Count.", "agent.user_instruction=Answer.",  # prompts as short as the warm start's
+        "rl.save_freq=100", "rl.learning_rate=3e-3", "launch.zero_stage=3",
         "policy.vllm.max_model_len=4096", "policy.vllm.enforce_eager=true", "policy.vllm.max_num_batched_tokens=4096",
         "model.dtype=float32", "agent.max_tokens_per_turn=48", "rl.report_to=[]",
         "rl.alarms.warmup_steps=0", "rl.alarms.min_entropy=1000"]  # an alarm that fires: it must reach metrics.jsonl
+
+
+def warm_start(out: Path, steps: int = 120, seed: int = 0) -> Path:
+    """The tiny model taught the answer format (``<think></think><answer>N</answer>``, N a
+    random count) in a few seconds: a random model never answers, so every reward would be
+    0, every advantage 0 and the loss 0. After this some answers are right and some wrong."""
+    import random
+    import shutil
+
+    from deepeyes_cli.models.loading import load_model, load_processor, resolve_model_path
+    from deepeyes_cli.testing.rl_task import answer_turn
+
+    src = Path(resolve_model_path("builtin:tiny"))
+    model, tok = load_model(str(src), dtype="float32", device="cpu"), load_processor(str(src)).tokenizer
+    rng = random.Random(seed)
+    torch.manual_seed(seed)
+    head = tok("<|im_start|>assistant\n", add_special_tokens=False)["input_ids"]
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    model.train()
+    for _ in range(steps):
+        rows = []
+        for _ in range(8):  # some random context, then the assistant turn
+            ctx = [rng.randrange(100, 500) for _ in range(rng.randrange(20, 80))]
+            rows.append((ctx + head, tok("<think>" + answer_turn(str(rng.randint(1, 4)), thought="") + "<|im_end|>",
+                                         add_special_tokens=False)["input_ids"]))
+        n = max(len(a) + len(b) for a, b in rows)
+        ids, att = torch.zeros(len(rows), n, dtype=torch.long), torch.zeros(len(rows), n, dtype=torch.long)
+        labels = torch.full((len(rows), n), -100)
+        for i, (a, b) in enumerate(rows):
+            ids[i, :len(a) + len(b)] = torch.tensor(a + b)
+            att[i, :len(a) + len(b)] = 1
+            labels[i, len(a):len(a) + len(b)] = torch.tensor(b)
+        model(input_ids=ids, attention_mask=att, labels=labels).loss.backward()
+        opt.step()
+        opt.zero_grad()
+    shutil.copytree(src, out)  # tokenizer, processor and video processor configs (vLLM reads them all)
+    model.save_pretrained(out)
+    return out
+
+
+def _infra_errors(run_dir: Path, step: int) -> list[Any]:
+    rows = [json.loads(x) for x in (run_dir / "rollouts" / f"step_{step:06d}.jsonl").read_text().splitlines()]
+    return [(t["end_reason"], t["metadata"].get("rl_error") or t["metadata"].get("error"), t["messages"][2:])
+            for t in rows if "infra_error" in t["metadata"].get("rl_flags", [])]
 
 
 def _conv(image: bool) -> Any:
@@ -59,7 +105,8 @@ def _hf_copy(trainer: Any) -> Any:
 
     state = trainer.engine.full_state_dict()
     model = load_model(str(trainer.model_path), dtype="float32", device="cpu")
-    model.load_state_dict(state)
+    missing, _ = model.load_state_dict(state, strict=False)  # (extra: rotary buffers the engine also lists)
+    assert not missing
     model.eval()
     return TransformersPolicy(model, trainer.processor)
 
@@ -72,7 +119,8 @@ def test_zero3_steps_beside_vllm_with_in_process_push(vllm_ready: None, tmp_path
     from deepeyes_cli.train.rl.loop import Trainer
 
     monkeypatch.setenv("DS_ACCELERATOR", "cpu")
-    trainer = Trainer(load_recipe("tiny", ARGS).recipe, tmp_path / "run")
+    start = warm_start(tmp_path / "start")
+    trainer = Trainer(load_recipe("tiny", [*ARGS, f"rl.init_from={start}"]).recipe, tmp_path / "run")
     assert trainer.engine.kind == "deepspeed"
     lm_head = trainer.model.lm_head.weight
     assert hasattr(lm_head, "ds_id") and lm_head.numel() == 0  # ZeRO-3 really partitioned it
@@ -93,10 +141,11 @@ def test_zero3_steps_beside_vllm_with_in_process_push(vllm_ready: None, tmp_path
     assert (eng.kind, eng.weight_sync, eng.push_kernel) == ("vllm", "push", "layerwise_reload")
     text = [n for n, _ in trainer.model.named_parameters() if not weight_sync.is_vision(n)]
     assert pushed == [len(text), len(text)]  # every trained tensor, each step, the vision tower left out
+    assert res[0].metrics["grpo/reward_std"] > 0 and res[0].metrics["actor/pg_loss"] != 0  # a real update
     for r in res:
         m = r.metrics
-        assert m["actor/train_tokens"] > 0 and m["actor/pg_loss"] != 0
-        assert m["rollout/infra_error_rate"] == 0  # vLLM's prompt lengths passed the pad check every turn
+        assert m["actor/train_tokens"] > 0
+        assert m["rollout/infra_error_rate"] == 0, _infra_errors(trainer.run_dir, r.step)  # pad check passed
         assert m["rollout/logprob_gap"] == m["rollout/logprob_gap"] and m["time/weight_sync_s"] > 0
         assert torch.isfinite(torch.tensor(m["actor/grad_norm"]))
     # the second step rolled out on the pushed weights: rollout and trainer logprobs still agree
@@ -109,7 +158,7 @@ def test_zero3_steps_beside_vllm_with_in_process_push(vllm_ready: None, tmp_path
     k = 4
     assert v_ids[:k] == hf_ids[:k], (v_ids, hf_ids)
     moved = _gap(hf_lp, base_lp, k) if hf_ids[:k] == base_ids[:k] else float("inf")
-    assert moved > 0.05  # the updates changed the model (a large lr)
+    assert moved > 0.01  # the updates changed the model
     assert _gap(v_lp, hf_lp, k) < 0.1 * moved, (v_lp[:k], hf_lp[:k], base_lp[:k])
     # the vision tower was not pushed, and the engine still sees images as the trainer does
     hv_ids, hv_lp = _greedy(after, image=True)
