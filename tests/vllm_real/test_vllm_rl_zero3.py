@@ -171,3 +171,45 @@ def test_zero3_steps_beside_vllm_with_in_process_push(vllm_ready: None, tmp_path
     assert all(any(key.startswith("ema/") for key in r) for r in rows)
     assert (trainer.run_dir / "rollouts" / "step_000002.jsonl").is_file()
     asyncio.run(vllm.aclose())
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.timeout(1500)
+def test_deepeyes_rl_on_two_ranks_each_with_its_engine(vllm_ready: None, tmp_path: Path) -> None:
+    """`deepeyes rl` through torchrun: 2 ranks of ZeRO-3 (gloo), a vLLM engine colocated in each
+    (``external_launcher``), the push gathering each layer across both ranks."""
+    import os
+    import subprocess
+    import sys
+
+    start = warm_start(tmp_path / "start")
+    run = tmp_path / "run"
+    args = [a for a in ARGS if not a.startswith(("rl.train_batch_size", "rl.alarms.warmup"))]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "DS_ACCELERATOR": "cpu",
+           "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+           "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    out = subprocess.run([sys.executable, "-m", "deepeyes_cli", "rl", "-r", "tiny", "--run-dir", str(run), *args,
+                          f"rl.init_from={start}", "rl.train_batch_size=2", "launch.launcher=torchrun",
+                          "launch.gpus_per_node=2", f"launch.master_port={_free_port()}",
+                          "policy.vllm.cpu_kvcache_space_gib=1", "rl.alarms.warmup_steps=0"],
+                         capture_output=True, text=True, env=env, timeout=1400)
+    assert out.returncode == 0, out.stderr[-4000:]
+    assert "Traceback" not in out.stderr, out.stderr[-4000:]  # the engines shut down before the process groups
+    assert out.stderr.count("Using external launcher") >= 2  # one engine in each rank's process
+    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2]
+    assert rows[0]["actor/pg_loss"] != 0 and all(r["actor/train_tokens"] > 0 for r in rows)
+    assert all(r["rollout/infra_error_rate"] == 0 and r["time/weight_sync_s"] > 0 for r in rows), rows
+    assert rows[1]["rollout/logprob_gap"] < 0.05  # both ranks' engines rolled out on the pushed weights
+    assert all("entropy" in r["alarms"] for r in rows)
+    for name in ("step_000002.jsonl", "step_000002.rank1.jsonl"):
+        assert (run / "rollouts" / name).is_file()
+    shards = {p.name for p in (run / "checkpoints" / "step-000002" / "engine" / "state").iterdir()}
+    assert any("zero_pp_rank_1" in s for s in shards), shards  # ZeRO-3 partitioned over both ranks

@@ -264,6 +264,20 @@ class Trainer:
         return results
 
 
+    def close(self) -> None:
+        """Shut a vLLM rollout engine down, after a barrier: the in-process engine's shutdown
+        destroys torch.distributed's process groups with its own (a rank still inside a
+        collective would hang). Other backends hold nothing."""
+        eng = getattr(self, "rollout_engine", None)
+        if eng is None or eng.kind != "vllm":
+            return
+        from deepeyes_cli.train.engine import barrier
+
+        barrier(self.dist)
+        asyncio.run(eng.policy.aclose())
+        del self.rollout_engine
+
+
 def _seed_everything(seed: int) -> None:
     import random
 
