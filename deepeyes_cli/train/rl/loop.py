@@ -135,6 +135,8 @@ class Trainer:
         rl, recipe = self.rl, self.recipe
         if not hasattr(self, "rollout_engine"):
             self.rollout_engine = make_rollout_engine(recipe, self.model, self.processor, self.device, self.script)
+            if self.step > 0:  # resumed: the engine loaded rl.init_from, the trainer the checkpoint's weights
+                self.rollout_engine.sync(self.model)
         eng = self.rollout_engine
         temp = rl.temperature if temperature is None else temperature
         update: dict[str, Any] = {"temperature": temp, "top_p": rl.top_p if temp else 1.0, "seed": None}

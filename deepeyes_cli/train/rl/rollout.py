@@ -80,6 +80,8 @@ class RolloutEngine:
     def before_rollout(self, model: Any) -> None:
         if self.kind == "transformers":
             model.eval()
+        elif self.asleep:  # rollouts again without an update in between (validation): wake, re-push
+            self.sync(model)
 
     def after_rollout(self, model: Any) -> None:
         if self.kind == "transformers":
