@@ -171,3 +171,68 @@ def test_modes() -> None:
     assert weight_sync.sync_mode("auto") == "push" and weight_sync.sync_mode("reload") == "reload"
     assert weight_sync.push_kernel("cuda:0") == "load_weights"
     assert weight_sync.push_kernel("cpu") == "layerwise_reload"
+
+
+class StandInEngine:
+    """``LLM.llm_engine`` as the pump sees it, with nothing to run."""
+
+    def has_unfinished_requests(self) -> bool:
+        return False
+
+
+class PhasedLLM(StandInLLM):
+    """Also records the engine-control calls, in order, with the loads among them."""
+
+    def __init__(self, model: Any) -> None:
+        super().__init__(model)
+        self.llm_engine = StandInEngine()
+        self.calls: list[str] = []
+
+    def _load(self, pairs: Any) -> None:
+        super()._load(pairs)
+        self.calls.append("load:" + ("visual" if any(is_vision(n) for n in self.loads[-1]) else "text"))
+
+    def sleep(self, level: int) -> None:
+        self.calls.append(f"sleep:{level}")
+
+    def wake_up(self, tags: list[str] | None = None) -> None:
+        self.calls.append("wake:" + ",".join(tags or ["all"]))
+
+    def reset_prefix_cache(self) -> None:
+        self.calls.append("reset_prefix")
+
+    def reset_mm_cache(self) -> None:
+        self.calls.append("reset_mm")
+
+
+@pytest.mark.parametrize("level", [1, 2])
+def test_colocated_engine_phases_sleep_wake_and_sync(trainer_model: Any, tiny_model_dir: Path, level: int) -> None:
+    import asyncio
+
+    from deepeyes_cli.models.loading import load_processor
+    from deepeyes_cli.policy.vllm_colocated import VLLMColocated
+    from deepeyes_cli.train.rl.rollout import RolloutEngine
+
+    llm = PhasedLLM(load_model(str(tiny_model_dir), dtype="float32", device="cpu"))
+    policy = VLLMColocated(llm, load_processor(str(tiny_model_dir)).tokenizer)
+    eng = RolloutEngine(policy, "vllm", weight_sync="push", push_kernel="load_weights", sleep_level=level)
+    try:
+        eng.before_rollout(trainer_model)
+        assert llm.calls == []  # awake from the start
+        eng.after_rollout(trainer_model)
+        assert llm.calls == [f"sleep:{level}"] and eng.asleep
+        llm.calls.clear()
+        assert eng.sync(trainer_model) > 0
+        loads = [c for c in llm.calls if c.startswith("load:")]
+        # wake the weights, push them, then the KV cache, and drop the stale prefix cache
+        assert llm.calls[0] == "wake:weights" and llm.calls[-2:] == ["wake:kv_cache", "reset_prefix"]
+        # level 2 discarded the vision tower's weights too: it travels with the rest
+        assert ("load:visual" in loads) == (level == 2) and ("reset_mm" in llm.calls) == (level == 2)
+        assert not eng.asleep
+        # rollouts after a sleep without an update (validation) find the engine awake and current
+        eng.after_rollout(trainer_model)
+        llm.calls.clear()
+        eng.before_rollout(trainer_model)
+        assert llm.calls[0] == "wake:weights" and not eng.asleep
+    finally:
+        asyncio.run(policy.aclose())
