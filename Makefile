@@ -67,8 +67,13 @@ wheel-check:
 vllm-venv:
 	@bash scripts/vllm-venv.sh $(VLLM_VENV)
 
+# RL's ZeRO-3 step there needs DeepSpeed's CPU op, built once into the venv's own extensions dir
+# (built against that venv's headers and ninja, it would be rebuilt each time test-train runs).
 test-vllm: vllm-venv
-	DEEPEYES_REQUIRE_VLLM=1 VLLM_HOST_IP=127.0.0.1 \
+	PATH=$(abspath $(VLLM_VENV))/bin:$$PATH TORCH_EXTENSIONS_DIR=$(abspath $(VLLM_VENV))/torch-extensions \
+	  DS_ACCELERATOR=cpu $(VLLM_VENV)/bin/python scripts/warm-deepspeed-ops.py
+	DEEPEYES_REQUIRE_VLLM=1 VLLM_HOST_IP=127.0.0.1 DS_ACCELERATOR=cpu PATH=$(abspath $(VLLM_VENV))/bin:$$PATH \
+	  TORCH_EXTENSIONS_DIR=$(abspath $(VLLM_VENV))/torch-extensions \
 	  PYTHONPATH=$(CURDIR) $(VLLM_VENV)/bin/python -m pytest -m vllm -p no:cacheprovider tests/vllm_real $(PYTEST_ARGS)
 
 # isolation: docker for real: an engine at DOCKER_HOST, or podman+runc set up here (root + apt), the

@@ -1,10 +1,11 @@
-"""RL with the vLLM backend for real (vLLM's CPU build, the tiny model): rollouts through
-vLLM, and the weight sync after an update: vLLM's greedy output changes and then matches
-the trainer's updated weights.
+"""RL with the vLLM backend for real (vLLM's CPU build, the tiny model, the engine colocated
+in this process): rollouts through vLLM, and the weight sync after an update: vLLM's greedy
+output changes and then matches the trainer's updated weights.
 
-On the CPU build sleep mode is refused (sleep/wake are no-ops) and in-place edits of fp32
-weights are ignored, so the sync under test is the reload path (safetensors +
-``reload_weights``); the GPU's in-process ``load_weights`` is not exercised here.
+This one syncs through ``rl.rollout.weight_sync=reload`` (safetensors + ``reload_weights``),
+the plain torch engine training; test_vllm_rl_zero3.py pushes in-process under ZeRO-3. On the
+CPU build sleep mode is refused (``rl.rollout.sleep_level`` is ignored) and vLLM's
+``load_weights`` fails on its repacked Linears: the GPU's push kernel is tested in tests/gpu.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import torch
 
 pytestmark = pytest.mark.vllm
 
-ARGS = ["rl.datasets=[builtin:count]", "rl.rollout.backend=vllm", "agent.tools=[code]", "rl.train_batch_size=1",
+ARGS = ["rl.datasets=[builtin:count]", "rl.rollout.backend=vllm", "rl.rollout.weight_sync=reload", "agent.tools=[code]", "rl.train_batch_size=1",
         "rl.rollouts_per_prompt=4", "rl.ppo_mini_batch_size=1", "rl.rollout.max_steps=1", "rl.save_freq=100",
         "rl.learning_rate=0.5", "policy.vllm.max_model_len=4096", "policy.vllm.enforce_eager=true",
         "policy.vllm.max_num_batched_tokens=4096", "model.dtype=float32", "agent.max_tokens_per_turn=48", "rl.report_to=[]"]
@@ -49,7 +50,7 @@ def test_rollouts_through_vllm_and_weight_sync(vllm_ready: None, tmp_path: Path)
     trainer.model.train()
     res = trainer.train_step()  # rollouts through vLLM, one update (a large lr), then the sync
     m = res.metrics
-    assert trainer.rollout_engine.kind == "vllm"
+    assert (trainer.rollout_engine.kind, trainer.rollout_engine.weight_sync) == ("vllm", "reload")
     assert m["actor/train_tokens"] > 0 and m["rollout/infra_error_rate"] == 0  # the pad check passed every turn
     assert m["rollout/logprob_gap"] == m["rollout/logprob_gap"]  # vLLM gave logprobs; the gap is measured
     assert m["time/weight_sync_s"] > 0

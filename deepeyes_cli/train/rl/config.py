@@ -68,3 +68,12 @@ class RolloutConfig(Section):
                                                  "imperfect policy for the synthetic task; tests, demos).")
     dump: bool = Field(True, description="Write each step's rollouts to rollouts/step_N.jsonl (deepeyes view).")
     max_steps: int | None = Field(None, ge=1, description="Stop after this many steps (default: total_epochs).")
+    weight_sync: Literal["auto", "push", "reload"] = Field(
+        "auto", description="vllm backend, how the trainer's weights reach the engine after each update. push: "
+                            "in-process, a decoder layer at a time (ZeRO-3 gathers one layer), the frozen vision "
+                            "tower skipped; reload: the whole model through a safetensors file and vLLM's "
+                            "reload_weights (slower; a fallback). auto: push (README: RL, weight sync).")
+    sleep_level: Literal[0, 1, 2] = Field(
+        1, description="vllm backend on CUDA: vLLM sleeps while the trainer updates (1: weights to CPU RAM, KV "
+                       "cache freed; 2: both discarded, the next sync pushes every weight, vision tower included). "
+                       "0: never. vLLM's CPU build has no sleep mode: ignored there.")

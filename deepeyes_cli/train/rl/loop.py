@@ -135,6 +135,8 @@ class Trainer:
         rl, recipe = self.rl, self.recipe
         if not hasattr(self, "rollout_engine"):
             self.rollout_engine = make_rollout_engine(recipe, self.model, self.processor, self.device, self.script)
+            if self.step > 0:  # resumed: the engine loaded rl.init_from, the trainer the checkpoint's weights
+                self.rollout_engine.sync(self.model)
         eng = self.rollout_engine
         temp = rl.temperature if temperature is None else temperature
         update: dict[str, Any] = {"temperature": temp, "top_p": rl.top_p if temp else 1.0, "seed": None}
@@ -262,6 +264,20 @@ class Trainer:
         if self.rank == 0:
             self.metrics.report()
         return results
+
+
+    def close(self) -> None:
+        """Shut a vLLM rollout engine down, after a barrier: the in-process engine's shutdown
+        destroys torch.distributed's process groups with its own (a rank still inside a
+        collective would hang). Other backends hold nothing."""
+        eng = getattr(self, "rollout_engine", None)
+        if eng is None or eng.kind != "vllm":
+            return
+        from deepeyes_cli.train.engine import barrier
+
+        barrier(self.dist)
+        asyncio.run(eng.policy.aclose())
+        del self.rollout_engine
 
 
 def _seed_everything(seed: int) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import random
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -79,7 +80,9 @@ def _builtin(spec: str, cache_dir: str | Path | None) -> Path:
     path = root / "datasets" / f"{spec.split(':', 1)[1]}-v5.jsonl"
     if not path.is_file():
         val = spec.endswith("-val")
-        write_dataset(path.with_suffix(".tmp"), 32 if val else 64, seed=1 if val else 0).rename(path)
+        # a temp file per process: ranks of a job may write it at once (same content; the rename is atomic)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        write_dataset(tmp, 32 if val else 64, seed=1 if val else 0).rename(path)
     return path
 
 

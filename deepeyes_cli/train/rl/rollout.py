@@ -4,8 +4,9 @@ the trainer's new weights.
 - ``transformers`` (CPU, the tiny model; ``HFGenerate`` in the design): the
   transformers backend over the trainer's own module. It shares the weights, so a sync
   is free; generation runs in eval mode, under ``inference_mode``.
-- ``vllm`` (GPU; ``VLLMColocated``): the vLLM backend on this rank; after each update the
-  weights are pushed (``weight_sync``) and the prefix cache reset.
+- ``vllm`` (GPU, and vLLM's CPU build; ``VLLMColocated``): a vLLM engine in this rank's
+  process; after each update the weights are pushed in-process or reloaded
+  (``weight_sync``) and the prefix cache reset.
 - ``scripted`` (tests): scripted turns, tokenized once, so the trainer has ids to train
   on exactly as a token-level backend would give them.
 """
@@ -63,18 +64,31 @@ class ScriptedTokens:
 
 
 class RolloutEngine:
-    """A rollout policy and the way to refresh it from the trainer."""
+    """A rollout policy and the way to refresh it from the trainer.
 
-    def __init__(self, policy: Policy, kind: str, scratch: Path | None = None) -> None:
+    The vllm backend's engine is colocated (``policy/vllm_colocated.py``): on CUDA it sleeps
+    after the rollouts (``rl.rollout.sleep_level``) and, after the update, wakes its weights,
+    takes the sync (``rl.rollout.weight_sync``), then wakes its KV cache (``rl_design.md`` §1.3)."""
+
+    def __init__(self, policy: Policy, kind: str, scratch: Path | None = None, *, weight_sync: str = "push",
+                 push_kernel: str = "load_weights", sleep_level: int = 0, include_vision: bool = False) -> None:
         self.policy, self.kind, self.scratch = policy, kind, scratch
+        self.weight_sync, self.push_kernel, self.sleep_level = weight_sync, push_kernel, sleep_level
+        self.include_vision = include_vision or sleep_level == 2  # level 2 discards the tower's weights too
+        self.asleep = False
 
     def before_rollout(self, model: Any) -> None:
         if self.kind == "transformers":
             model.eval()
+        elif self.asleep:  # rollouts again without an update in between (validation): wake, re-push
+            self.sync(model)
 
     def after_rollout(self, model: Any) -> None:
         if self.kind == "transformers":
             model.train()
+        elif self.kind == "vllm" and self.sleep_level:
+            self.policy.call_engine("sleep", level=self.sleep_level)  # type: ignore[attr-defined]
+            self.asleep = True
 
     def sync(self, model: Any) -> float:
         """Push the trainer's weights; seconds spent (0 for a shared module)."""
@@ -85,8 +99,18 @@ class RolloutEngine:
         from deepeyes_cli.train.rl import weight_sync
 
         t0 = time.perf_counter()
-        assert self.scratch is not None
-        weight_sync.push_via_reload(self.policy, model, self.scratch)
+        pol: Any = self.policy
+        if self.asleep:
+            pol.call_engine("wake_up", tags=["weights"])
+        if self.weight_sync == "push":
+            weight_sync.push_in_process(pol, model, self.include_vision, self.push_kernel)
+        else:
+            assert self.scratch is not None
+            weight_sync.push_via_reload(pol, model, self.scratch)
+        if self.asleep:
+            pol.call_engine("wake_up", tags=["kv_cache"])
+            pol.call_engine("reset_prefix_cache")
+            self.asleep = False
         return time.perf_counter() - t0
 
 
@@ -122,10 +146,20 @@ def make_rollout_engine(recipe: Any, model: Any, processor: Any, device: str,
         import os
         import tempfile
 
-        from deepeyes_cli.policy.vllm_engine import VLLMPolicy
+        import torch.distributed as tdist
 
-        vpol = VLLMPolicy.from_recipe(recipe.model_copy(update={"model": recipe.model.model_copy(
-            update={"path": recipe.rl.init_from or recipe.model.path})}))
+        from deepeyes_cli.policy.vllm_colocated import VLLMColocated
+        from deepeyes_cli.train.rl.weight_sync import push_kernel, sync_mode
+
+        ro, cuda = recipe.rl.rollout, device.startswith("cuda")
+        world = tdist.get_world_size() if tdist.is_available() and tdist.is_initialized() else 1
+        rank = tdist.get_rank() if world > 1 else 0
+        sleep_level = ro.sleep_level if cuda else 0  # vLLM's CPU build refuses sleep mode
+        vpol = VLLMColocated.from_recipe(recipe.model_copy(update={"model": recipe.model.model_copy(
+            update={"path": recipe.rl.init_from or recipe.model.path})}), rank=rank, world_size=world,
+            sleep_mode=sleep_level > 0)
         scratch = Path(tempfile.gettempdir()) / f"deepeyes-rl-sync-{os.getpid()}"
-        return RolloutEngine(vpol, kind, scratch=scratch)
+        return RolloutEngine(vpol, kind, scratch=scratch, weight_sync=sync_mode(ro.weight_sync),
+                             push_kernel=push_kernel(device), sleep_level=sleep_level,
+                             include_vision=not recipe.rl.freeze_vision_tower)
     raise RecipeError(f"unknown rl.rollout.backend {kind}", hint="auto, transformers, vllm or scripted")

@@ -16,6 +16,8 @@ def main(recipe: Recipe, run_dir: Path, *, resume: bool = False) -> None:
 
     dist = init_distributed(recipe.model.device)
     try:
-        Trainer(recipe, Path(run_dir), dist=dist).run()
+        trainer = Trainer(recipe, Path(run_dir), dist=dist)
+        trainer.run()
+        trainer.close()  # not after a failure: its barrier would wait for ranks stuck elsewhere
     finally:
         shutdown_distributed()

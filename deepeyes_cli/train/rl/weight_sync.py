@@ -1,16 +1,24 @@
-"""Trainer weights into the rollout engine after each step.
+"""Trainer weights into the rollout engine after each step (``rl.rollout.weight_sync``).
 
 - **Which weights, in which order:** :func:`weight_groups` yields the trainer's parameters
-  a decoder layer at a time (embeddings and ``lm_head`` on their own, the frozen vision
-  tower skipped): under ZeRO-3 every rank enters ``GatheredParameters`` for the same group
-  in the same order, ~30 all-gathers instead of one per parameter.
-- **How they get in:** with a colocated synchronous ``LLM`` (``external_launcher`` keeps
-  the engine in this process; ``rl_design.md`` §1.5), vLLM's in-process ``load_weights``
-  through ``apply_model`` (:func:`push_in_process`). The vLLM backend the rollouts use
-  today is ``AsyncLLM``, whose EngineCore is another process, and on vLLM's CPU build
-  in-place edits of fp32 weights are silently ignored (its Linears are repacked into
-  oneDNN): there the weights go through safetensors and
-  ``collective_rpc("reload_weights", weights_path=DIR)``, which repacks (:func:`push_via_reload`).
+  a decoder layer at a time, in model order (embeddings, layers 0…N-1, final norm,
+  ``lm_head``; the frozen vision tower skipped): under ZeRO-3 every rank enters
+  ``GatheredParameters`` for the same group in the same order, ~30 all-gathers instead of
+  one per parameter, and never more than one layer is gathered at once.
+- **push** (:func:`push_in_process`): the engine lives in this process
+  (``policy/vllm_colocated.py``), so the gathered tensors go in without a copy through
+  memory or disk, then the prefix cache is reset (its KV came from the old weights):
+  - on CUDA, vLLM's ``load_weights`` through ``apply_model``, a group at a time (the
+    design's path, ``rl_design.md`` §1.5; what colocated TRL does, per layer not per parameter);
+  - on vLLM's CPU build ``load_weights`` fails (its Linears are repacked into oneDNN or
+    torch-linear kernels that drop the parameters' ``weight_loader``, fp32 and bf16 alike),
+    so the same groups stream, still gathered one at a time, into
+    ``collective_rpc("reload_weights", weights_iterator=…)``: vLLM's layerwise reload puts
+    each layer back in checkpoint form, loads it, repacks it. Layers not streamed (the
+    vision tower) keep their kernels. In-process only (a generator does not cross processes).
+- **reload** (:func:`push_via_reload`): the whole model as safetensors, then
+  ``reload_weights(weights_path=DIR)``; any engine, slower. Never ``reload_weights``
+  without either argument: it reloads the checkpoint from disk (vLLM #29341).
 - **Names:** :func:`vllm_name` is the HF→vLLM mapping (vLLM's ``hf_to_vllm_mapper`` plus
   its stacked q/k/v and gate/up projections). ``load_weights`` applies it itself; we keep
   it to prove that every trainer parameter has a home in the engine.
@@ -100,16 +108,62 @@ def iter_weights(model: Any, include_vision: bool = False) -> Iterator[list[tupl
             yield [(n, p.detach()) for n, p in group]
 
 
-def push_in_process(llm: Any, model: Any, include_vision: bool = False) -> int:
-    """GPU path: stream the groups into the colocated engine's ``load_weights``; then
-    drop the prefix cache (its KV was computed with the old weights)."""
+def sync_mode(setting: str) -> str:
+    """``rl.rollout.weight_sync`` resolved: ``push`` or ``reload``."""
+    return "reload" if setting == "reload" else "push"
+
+
+def push_kernel(device: str) -> str:
+    """How a push enters the engine: ``load_weights`` on CUDA, ``layerwise_reload`` on vLLM's
+    CPU build (where ``load_weights`` fails on its repacked Linears)."""
+    return "load_weights" if device.startswith("cuda") else "layerwise_reload"
+
+
+@contextmanager
+def _quiet_reload_logs() -> Iterator[None]:
+    """vLLM warns once per layer a layerwise reload does not stream (the skipped vision
+    tower, rotary tables without weights): expected here, so hidden for the push."""
+    import logging
+
+    names = ("vllm.model_executor.model_loader.reload.layerwise", "vllm.model_executor.model_loader.reload.inplace")
+    loggers = [logging.getLogger(n) for n in names]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
+
+
+def push_in_process(policy: Any, model: Any, include_vision: bool = False, kernel: str = "load_weights") -> int:
+    """Stream the sync groups, gathered one at a time, into the colocated engine (a
+    :class:`~deepeyes_cli.policy.vllm_colocated.VLLMColocated`); then drop the prefix cache
+    (and the multimodal caches when the vision tower changed). Returns the tensors pushed."""
     n = 0
-    for pairs in iter_weights(model, include_vision):
-        def load(m: Any, pairs: list[tuple[str, Any]] = pairs) -> None:
-            m.load_weights(pairs)
-        llm.apply_model(load)
-        n += len(pairs)
-    llm.reset_prefix_cache()
+    if kernel == "load_weights":
+        for pairs in iter_weights(model, include_vision):
+            def load(m: Any, pairs: list[tuple[str, Any]] = pairs) -> None:
+                m.load_weights(pairs)
+            policy.call(lambda llm, load=load: llm.apply_model(load))
+            n += len(pairs)
+    elif kernel == "layerwise_reload":
+        def stream() -> Iterator[tuple[str, Any]]:
+            nonlocal n
+            for pairs in iter_weights(model, include_vision):
+                for name, t in pairs:  # a copy: vLLM holds a layer's tensors until the layer is complete
+                    n += 1
+                    yield name, t.clone()
+
+        with _quiet_reload_logs():
+            policy.call(lambda llm: llm.collective_rpc("reload_weights", kwargs={
+                "weights_iterator": stream(), "is_checkpoint_format": True}))
+    else:
+        raise BackendError(f"unknown push kernel {kernel}", hint="load_weights or layerwise_reload")
+    policy.call(lambda llm: llm.reset_prefix_cache())
+    if include_vision:
+        policy.call(lambda llm: llm.reset_mm_cache())
     return n
 
 
@@ -128,9 +182,9 @@ def save_for_reload(model: Any, out_dir: str | Path) -> Path:
 
 
 def push_via_reload(policy: Any, model: Any, scratch_dir: str | Path) -> int:
-    """The path through the vLLM backend's ``AsyncLLM`` (its EngineCore is another process,
-    so no in-process edit reaches it; on vLLM's CPU build in-place edits of fp32 weights are
-    ignored anyway): save, ``reload_weights`` from that directory, reset the prefix cache."""
+    """``rl.rollout.weight_sync=reload``, for any engine (``AsyncLLM``'s EngineCore in another
+    process too): save every parameter, ``reload_weights`` from that directory, reset the
+    prefix cache."""
     path = save_for_reload(model, scratch_dir)
     policy.call_engine("collective_rpc", "reload_weights", kwargs={"weights_path": str(path)})
     policy.call_engine("reset_prefix_cache")
