@@ -107,3 +107,24 @@ def test_plans_pad_to_the_accumulation_count() -> None:
     assert plan_micro_batches([4, 4], 1, per_micro=1, min_count=3) == [[[0], [1], []]]
     assert plan_micro_batches([4, 4], 2, per_micro=1, min_count=0) == [[[0]], [[1]]]
     assert plan_micro_batches([4], 2, per_micro=1, min_count=1) == [[[0]], [[]]]
+
+
+def test_no_rollouts_give_empty_statistics() -> None:
+    stats = grpo_advantages([], StabilityConfig())
+    assert (stats.groups, stats.zero_variance_groups, stats.mean_group_std, stats.dropped) == (0, 0, 0.0, {})
+
+
+def test_a_group_with_every_rollout_lost_has_no_statistics() -> None:
+    lost = [Scored("x", None), Scored("x", None)]
+    stats = grpo_advantages(lost, StabilityConfig(drop_zero_variance_groups=True))
+    assert stats.zero_variance_groups == 0 and stats.mean_group_std == 0.0 and stats.dropped == {INFRA_ERROR: 2}
+    assert all(x.in_stats is False and x.in_loss is False and x.advantage == 0.0 for x in lost)
+
+
+def test_token_packing_starts_counting_afresh_after_each_micro_batch() -> None:
+    assert micro_batches([0, 1, 2], [5, 3, 2], per_micro=1, max_tokens=5) == [[0], [1, 2]]  # 3 + 2 fits
+
+
+def test_plans_default_to_one_item_per_micro_batch() -> None:
+    assert plan_micro_batches([4, 4], 1) == [[[0], [1]]]
+    assert plan_micro_batches([], 2, min_count=0) == [[[]], [[]]]  # still one (dummy) forward each
