@@ -117,11 +117,12 @@ def balance_ranks(lengths: Sequence[int], world: int) -> list[list[int]]:
     micro-batch count per rank is known in advance), tokens balanced within that (longest
     first, to the lightest rank with room; ties by rank). Deterministic: every rank computes
     the same answer from the same all-gathered lengths."""
-    cap = -(-len(lengths) // world)
-    loads = [[0, 0, r] for r in range(world)]  # tokens, count, rank
+    cap = math.ceil(len(lengths) / world)
+    # tokens, count, rank: the lists compare in that order (no mutate: the same start on every rank)
+    loads = [[0, 0, r] for r in range(world)]  # pragma: no mutate
     out: list[list[int]] = [[] for _ in range(world)]
     for i in sorted(range(len(lengths)), key=lambda i: (-lengths[i], i)):
-        load = min((x for x in loads if x[1] < cap), key=lambda x: (x[0], x[1], x[2]))
+        load = min(x for x in loads if x[1] < cap)
         out[load[2]].append(i)
         load[0] += lengths[i]
         load[1] += 1
