@@ -133,3 +133,31 @@ def test_a_model_without_rope_deltas_is_left_as_it_is() -> None:
     del model.model.rope_deltas
     logp, _ = old_logprobs_and_entropy(model, {"input_ids": torch.tensor([[1, 2]])}, torch.tensor([[0, 1]]))
     assert logp.shape == (1,) and not hasattr(model.model, "rope_deltas")
+
+
+def test_the_ratio_is_against_the_old_policy() -> None:
+    old = torch.tensor([-2.0, -0.5])
+    logp = old + torch.log(torch.tensor([1.1, 0.9]))
+    total, stats = policy_loss(logp, old, torch.tensor([1.0, -1.0]), clip_low=0.2, clip_high=0.2)
+    assert float(total) == pytest.approx(-1.1 + 0.9, rel=1e-5) and stats.ratio_sum == pytest.approx(2.0, rel=1e-5)
+
+
+def test_dual_clip_defaults_to_three() -> None:
+    total, stats = policy_loss(torch.log(torch.tensor([10.0])), torch.zeros(1), torch.tensor([-1.0]), clip_low=0.2,
+                               clip_high=0.2)
+    assert float(total) == pytest.approx(3.0, rel=1e-5) and stats.dual_clipped == 1
+
+
+def test_dual_clip_counts_only_losses_above_the_cap_of_negative_advantages() -> None:
+    at_cap, stats = policy_loss(torch.log(torch.tensor([2.0])), torch.zeros(1), torch.tensor([-1.0]), clip_low=0.2,
+                                clip_high=0.2, dual_clip_c=2.0)
+    assert float(at_cap) == 2.0 and stats.dual_clipped == 0  # exactly at the cap: nothing to clip
+    small, stats = policy_loss(torch.zeros(2), torch.zeros(2), torch.tensor([0.5, 0.9]), clip_low=0.2,
+                               clip_high=0.2, dual_clip_c=3.0)
+    assert float(small) == pytest.approx(-1.4) and stats.dual_clipped == 0  # positive A, even below 1
+
+
+def test_a_weight_exactly_at_the_tis_cap_is_not_counted_as_clipped() -> None:
+    total, stats = policy_loss(torch.zeros(1), torch.zeros(1), torch.tensor([1.0]), clip_low=0.2, clip_high=0.2,
+                               rollout_logp=-torch.log(torch.tensor([2.0])), tis_cap=2.0)
+    assert float(total) == pytest.approx(-2.0) and stats.tis_clipped == 0
