@@ -43,11 +43,16 @@ class Encoded:
         return sum(self.loss_mask)
 
 
+def _text_ids(tokenizer: Any, text: str) -> list[int]:
+    # (no mutate: add_special_tokens=True or left out is equivalent, a Qwen2 tokenizer adds no BOS/EOS)
+    return list(tokenizer(text, add_special_tokens=False)["input_ids"])  # pragma: no mutate
+
+
 def _generated_ids(msg: ChatMessage, ends_at_eos: bool, tokenizer: Any, ids: TokenIds) -> list[int]:
     text = "".join(p for p in msg.content if isinstance(p, str))
     if msg.prefill and text.startswith(msg.prefill):
         text = text[len(msg.prefill):]
-    out = list(tokenizer(text, add_special_tokens=False)["input_ids"])
+    out = _text_ids(tokenizer, text)
     return [*out, ids.im_end] if ends_at_eos else out
 
 
@@ -70,8 +75,10 @@ def encode(conv: SFTConversation, tokenizer: Any, ids: TokenIds | None = None) -
         raise DataError(f"{conv.origin}: no assistant turn to train on")
     out: list[int] = []
     mask: list[int] = []
-    for span in prompt_spans(messages, end_id=ids.im_end, generation_prompt=False):
-        piece = tokenizer(span, add_special_tokens=False)["input_ids"] if isinstance(span, str) else span
+    # (no mutate: generation_prompt=None is as falsy as False)
+    for span in prompt_spans(messages, generation_prompt=False,  # pragma: no mutate
+                             end_id=ids.im_end):
+        piece = _text_ids(tokenizer, span) if isinstance(span, str) else span
         out += piece
         mask += [0 if isinstance(span, str) else 1] * len(piece)
     images = prompt_images(messages)

@@ -167,3 +167,43 @@ def test_the_budget_is_read_from_the_processor() -> None:
 def test_tokens_use_the_merge_size() -> None:
     assert ImageBudget(merge_size=1).tokens(280, 280) == 400
     assert ImageBudget(merge_size=2).tokens(280, 280) == 100
+
+
+def test_a_turn_in_several_text_parts_is_trained_as_one_text(tok: Any) -> None:
+    ids = TokenIds(tok)
+    turn = ChatMessage("assistant", ["<think>lo", "ok</think>", "<answer>3</answer>"], prefill="<think>")
+    enc = encode(_conv(ChatMessage("user", ["q"]), turn), tok, ids)
+    assert _trained(enc) == [[*_ids(tok, "look</think><answer>3</answer>"), ids.im_end]]
+    assert tok.decode(enc.input_ids[:enc.loss_mask.index(1)]).endswith(f"{tags.IM_START}assistant\n<think>")
+
+
+def test_no_prefill_leaves_the_bare_assistant_header(tok: Any) -> None:
+    enc = encode(_conv(ChatMessage("user", ["q"]), ChatMessage("assistant", ["<answer>3</answer>"], prefill="<think>")),
+                 tok)
+    assert tok.decode(enc.input_ids[:enc.loss_mask.index(1)]).endswith(f"{tags.IM_END}\n{tags.IM_START}assistant\n")
+
+
+def test_a_turn_that_ended_at_eos_is_not_closed_twice(tok: Any) -> None:
+    ids = TokenIds(tok)
+    conv = _conv(ChatMessage("user", ["q"]), ChatMessage("assistant", ["first"]), ChatMessage("user", ["more"]),
+                 ChatMessage("assistant", ["second"]))
+    enc = encode(conv, tok, ids)
+    assert enc.input_ids.count(ids.im_end) == 5  # system, q, first (generated), more, second (generated)
+    first_end = enc.input_ids.index(ids.im_end, enc.loss_mask.index(1))
+    assert enc.loss_mask[first_end] == 1 and tok.decode(enc.input_ids[first_end + 1:first_end + 8]).startswith(
+        f"\n{tags.IM_START}user")
+
+
+def test_grids_are_whole_numbers() -> None:
+    grid = ImageBudget().grid(640, 480)
+    assert all(type(v) is int for v in grid) and type(ImageBudget().tokens(640, 480)) is int
+
+
+def test_the_aspect_ratio_of_a_one_pixel_side() -> None:
+    assert ImageBudget().grid(200, 1) == (1, 2, 58)  # 200:1 passes
+    with pytest.raises(DataError):
+        ImageBudget().grid(201, 1)
+
+
+def test_a_grid_exactly_at_the_pixel_limit_is_not_scaled_down() -> None:
+    assert ImageBudget(max_pixels=280 * 280).grid(275, 285) == (1, 20, 20)  # 280 x 280 after rounding: kept
