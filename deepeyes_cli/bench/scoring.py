@@ -126,10 +126,9 @@ def mathvista_normalize(prediction: str, item: BenchItem) -> str | None:
     rule can extract (the official pipeline then asks GPT-4)."""
     qtype, atype = item.meta.get("question_type"), item.meta.get("answer_type")
     if qtype == "multi_choice" and item.choices:
-        letter = can_infer(prediction, letter_choices(item.choices))
-        if letter is None or letter == "Z" or letter not in LETTERS[: len(item.choices)]:
-            return None
-        return item.choices[LETTERS.index(letter)]
+        options = letter_choices(item.choices)
+        letter = can_infer(prediction, options)  # an option's letter, "Z" (a refusal) or None
+        return None if letter is None else options.get(letter)
     x = _first_number(prediction)
     if atype == "integer":
         return None if x is None else str(int(x))
@@ -146,7 +145,8 @@ def mathvista_normalize(prediction: str, item: BenchItem) -> str | None:
 def mathvista_equal(normalized: str, item: BenchItem) -> bool:
     if item.meta.get("answer_type") == "float" and item.meta.get("precision") is not None:
         try:
-            return str(round(float(item.answer or ""), int(item.meta["precision"]))) == normalized
+            reference = float(item.answer or "")  # pragma: no mutate (float() refuses "" as it refuses "XXXX")
+            return str(round(reference, int(item.meta["precision"]))) == normalized
         except ValueError:
             pass
     return normalized.strip() == (item.answer or "").strip()

@@ -19,6 +19,7 @@ from deepeyes_cli.bench.scoring import (
     letter_choices,
     mathvista_equal,
     mathvista_normalize,
+    max_f1,
     normalize_squad,
     ocrbench_group,
     ocrbench_hit,
@@ -79,6 +80,7 @@ def test_mme_long_answers_with_a_letter_still_count() -> None:
 def test_ocrbench_normalises_case_spaces_and_lines() -> None:
     assert ocrbench_hit("  Hello\nWorld  ", ["hello world"], hmer=False)
     assert ocrbench_hit("result", ["nope", " RESULT\n"], hmer=False)
+    assert ocrbench_hit("Hello World", ["hello\nworld"], hmer=False)  # a line break in the answer is a space
     assert not ocrbench_hit("hel lo", ["hello"], hmer=False)
     assert ocrbench_hit("x ^ 2", ["x^2"], hmer=True) and not ocrbench_hit("X^2", ["x^2"], hmer=True)
     assert ocrbench_group("Handwriting Recognition") == "Text Recognition"
@@ -117,19 +119,25 @@ def test_mathvista_equality() -> None:
     assert mathvista_equal("n/a", bad) and not mathvista_equal("1.0", bad)  # unreadable answer: as text
     assert mathvista_equal(" yes", _item(answer="yes ")) and not mathvista_equal("yes", _item(answer=None))
     assert mathvista_equal("", _item(answer=None))
+    assert not mathvista_equal("1.0", _item(answer=None, meta={"answer_type": "float", "precision": 1}))
+    assert mathvista_equal("3", _item(answer="3", meta={"answer_type": "integer", "precision": 1}))  # floats only
 
 
 def test_squad_normalisation_and_f1() -> None:
     assert normalize_squad("The  Cat, an Apple & a dog!") == "cat apple dog"
     assert normalize_squad("theatre") == "theatre"  # only whole articles go
     assert token_f1("red cat", "red cat cat") == pytest.approx(0.8)  # p = 1, r = 2/3
+    assert token_f1("red cat dog", "red cat") == pytest.approx(0.8)  # p = 2/3, r = 1
     assert token_f1("cat", "") == 0.0 and token_f1("", "cat") == 0.0
+    assert max_f1("cat", []) == 0.0
 
 
 def test_infoseek_ranges() -> None:
     assert infoseek_numeric("no number", ["100"]) is None
     assert infoseek_numeric("850", [{"range": [800, 850]}]) and infoseek_numeric("800", [{"range": (850, 800)}])
     assert infoseek_numeric("91", [{"wikidata": 100}]) and not infoseek_numeric("89", [{"wikidata": 100}])
+    assert infoseek_numeric("109", [{"wikidata": 100}]) and not infoseek_numeric("111", [{"wikidata": 100}])
+    assert infoseek_numeric("0", ["0"])  # both bounds included
     assert infoseek_numeric("109", [{"wikidata": 100, "range": [1]}])  # a malformed range: ±10 % of the value
     assert infoseek_numeric("-95", ["-100"]) and not infoseek_numeric("-111", ["-100"])  # negatives too
     assert infoseek_numeric("100", ["abc", "100"]) and not infoseek_numeric("100", ["abc"])
