@@ -47,6 +47,7 @@ def test_letters_name_the_options_in_order() -> None:
     ("{B}", "B"), ("B.", "B"),
     ("B one two three", "B"), ("B one two three four", None),  # the last five words only
     ("b", None),  # letters are upper-case
+    ("BX", None),  # a letter glued to another is no letter
 ])
 def test_can_infer_option(answer: str, expected: str | None) -> None:
     assert can_infer_option(answer, ABCD) == expected
@@ -70,6 +71,16 @@ def test_can_infer_text_needs_exactly_one_option_text() -> None:
 ])
 def test_mme_extraction(pred: str, expected: str) -> None:
     assert extract_characters_regex(pred, ["one", "two", "three", "four", "five"]) == expected
+
+
+def test_mme_answer_phrases_are_removed_before_the_option_text_is_matched() -> None:
+    assert extract_characters_regex("The answer is one", ["one", "two"]) == "A"
+
+
+def test_mme_ten_words_are_still_short_eleven_are_long() -> None:
+    ten = "one two three four five six seven eight nine ten"
+    assert extract_characters_regex(ten, [ten, "x"]) == "A"  # read through the option text
+    assert extract_characters_regex(ten + " more", [ten + " more", "x"]) == ""  # long, no letter: no answer
 
 
 def test_mme_long_answers_with_a_letter_still_count() -> None:
@@ -168,6 +179,9 @@ MC = _item(answer="B", choices=["red", "blue", "green"])
     ("ocrbench", _item(answer="cat"), "A CAT!", Official(1.0, "contains")),
     ("ocrbench", _item(answer="cat", answers=["dog", "cat"]), "cat", Official(1.0, "contains")),
     ("ocrbench", _item(answer="cat", answers=["dog"]), "cat", Official(0.0, "contains")),
+    ("ocrbench", _item(answer="cat"), "dog", Official(0.0, "contains")),
+    ("ocrbench", _item(answer=None), "anything", Official(0.0, "contains")),  # no reference: no hit (was 1.0)
+    ("f1", _item(answer=None), "anything", Official(0.0, "token_f1")),
     ("ocrbench", _item(answer="x^2", category="HME100k"), "x ^ 2", Official(1.0, "hmer_contains")),
     ("ocrbench", _item(answer="x^2", meta={"dataset_name": "HME100k"}), "x ^ 2", Official(1.0, "hmer_contains")),
     ("mathvista", _item(answer="3", meta={"answer_type": "integer"}), "3.0",
