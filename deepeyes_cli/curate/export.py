@@ -130,7 +130,9 @@ def prompt_texts(recipe: Any) -> tuple[str | None, str]:
     from deepeyes_cli.tools.search import build_search_tools, close_search_tools
 
     names = recipe.agent.tools
-    tools: list[Any] = [CodeTool(recipe.sandbox.timeout_s)] if "code" in names else []
+    # (no mutate: the prompt reads the timeout from its own argument, never from the tool)
+    code = CodeTool(recipe.sandbox.timeout_s)  # pragma: no mutate
+    tools: list[Any] = [code] if "code" in names else []
     search = build_search_tools(recipe) if any(n in names for n in ("search", "image_search")) else []
     try:
         tools += [t for t in search if t.name in names]

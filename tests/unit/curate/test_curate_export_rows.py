@@ -181,3 +181,47 @@ def test_images_are_hard_linked_else_copied(tmp_path: Path, monkeypatch: pytest.
     src.write_bytes(b"changed")  # an image already there is not copied again
     export_mod._copy_image(data.path, x["red"].path, tmp_path / "b", x["red"].sha256)
     assert copied.read_bytes() != b"changed"
+
+
+def test_verl_parquet_gives_every_field_back(tmp_path: Path, recipe: Any) -> None:
+    from datasets import Dataset
+
+    from deepeyes_cli.curate.export import verl_features, write_verl
+
+    data, x = _data(tmp_path)
+    row = verl_row(x["s1"], data.path, "SYS", "Answer.", "env", "train")
+    path = tmp_path / "new" / "nested" / "train.parquet"  # folders made as needed
+    write_verl([row], path)
+    back = Dataset.from_parquet(str(path))
+    assert back.features == verl_features()
+    got = back[0]
+    assert got["prompt"] == row["prompt"] and got["reward_model"] == row["reward_model"]
+    assert got["extra_info"] == row["extra_info"]
+    assert (got["data_source"], got["ability"], got["env_name"]) == ("perception", "colour", "env")
+    assert not list(tmp_path.glob("new/nested/.*.tmp"))  # written whole, then moved into place
+    empty = tmp_path / "other" / "val.parquet"
+    write_verl([], empty)  # an empty split still has the columns
+    import pyarrow.parquet as pq
+    from datasets import Features
+
+    assert pq.read_metadata(empty).num_rows == 0
+    assert Features.from_arrow_schema(pq.read_schema(empty)) == verl_features()
+
+
+@pytest.mark.parametrize(("tools", "present", "absent"), [
+    (["code"], ["<code>"], ['"name": "search"', '"name": "image_search"']),
+    (["search"], ['"name": "search"'], ["<code>", '"name": "image_search"']),
+    (["image_search"], ['"name": "image_search"'], ["<code>", '"name": "search"']),
+    ([], [], ["<code>", '"name": "search"', '"name": "image_search"']),
+], ids=["code", "search", "image_search", "none"])
+def test_prompt_texts_offer_the_recipes_tools_only(recipe: Any, tools: list[str], present: list[str],
+                                                   absent: list[str]) -> None:
+    from deepeyes_cli.curate.export import prompt_texts
+
+    only = recipe.model_copy(deep=True)
+    only.agent.tools = tools
+    system, instruction = prompt_texts(only)
+    assert system is not None
+    assert all(p in system for p in present) and not any(a in system for a in absent)
+    assert ("<code>" in instruction) == bool(tools)  # the instruction with tools names both forms
+    assert ("<tool_call>" in instruction) == any(t in tools for t in ("search", "image_search"))
