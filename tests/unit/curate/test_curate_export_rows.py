@@ -229,3 +229,27 @@ def test_prompt_texts_offer_the_recipes_tools_only(recipe: Any, tools: list[str]
     assert all(p in system for p in present) and not any(a in system for a in absent)
     assert ("<code>" in instruction) == bool(tools)  # the instruction with tools names both forms
     assert ("<tool_call>" in instruction) == any(t in tools for t in ("search", "image_search"))
+
+
+def test_export_runs_again_when_any_of_its_inputs_changes(tmp_path: Path, recipe: Any) -> None:
+    data, x = _data(tmp_path)
+    assert "skipped" not in export(recipe, data)
+    assert export(recipe, data).get("skipped") is True
+
+    def again(r: Any = recipe) -> bool:
+        return "skipped" not in export(r, data)
+
+    data.samples.write_text(data.samples.read_text() + x["s2"].model_copy(update={"id": "s3"}).model_dump_json() + "\n")
+    assert again()  # the samples
+    data.write_jsonl(data.path / "split" / "val.jsonl", [{"id": "s3"}])
+    assert again()  # the split
+    kept = data.path / "synthesize" / "kept.jsonl"
+    kept.write_text(kept.read_text().replace('"id":"t1"', '"id":"t2"').replace('"id": "t1"', '"id": "t2"'))
+    assert again()  # the kept trajectories
+    other = recipe.model_copy(deep=True)
+    other.curate.export.env_name = "other_env"
+    assert again(other)  # the export settings
+    prompts = other.model_copy(deep=True)
+    prompts.agent.tools = ["code"]
+    assert again(prompts)  # the agent (its prompts)
+    assert not again(prompts)
