@@ -207,3 +207,10 @@ def test_the_aspect_ratio_of_a_one_pixel_side() -> None:
 
 def test_a_grid_exactly_at_the_pixel_limit_is_not_scaled_down() -> None:
     assert ImageBudget(max_pixels=280 * 280).grid(275, 285) == (1, 20, 20)  # 280 x 280 after rounding: kept
+
+
+def test_a_prefill_split_across_text_parts_is_still_the_prefill(tok: Any) -> None:
+    ids = TokenIds(tok)
+    turn = ChatMessage("assistant", ["<th", "ink>look</think><answer>3</answer>"], prefill="<think>")
+    enc = encode(_conv(ChatMessage("user", ["q"]), turn), tok, ids)
+    assert _trained(enc) == [[*_ids(tok, "look</think><answer>3</answer>"), ids.im_end]]
