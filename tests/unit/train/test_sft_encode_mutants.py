@@ -214,3 +214,4 @@ def test_a_prefill_split_across_text_parts_is_still_the_prefill(tok: Any) -> Non
     turn = ChatMessage("assistant", ["<th", "ink>look</think><answer>3</answer>"], prefill="<think>")
     enc = encode(_conv(ChatMessage("user", ["q"]), turn), tok, ids)
     assert _trained(enc) == [[*_ids(tok, "look</think><answer>3</answer>"), ids.im_end]]
+    assert tok.decode(enc.input_ids[:enc.loss_mask.index(1)]).endswith(f"{tags.IM_START}assistant\n<think>")
