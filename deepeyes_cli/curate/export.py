@@ -135,7 +135,9 @@ def prompt_texts(recipe: Any) -> tuple[str | None, str]:
     # (no mutate: the prompt reads the timeout from its own argument, never from the tool)
     code = CodeTool(recipe.sandbox.timeout_s)  # pragma: no mutate
     tools: list[Any] = [code] if "code" in names else []
-    search = build_search_tools(recipe) if any(n in names for n in ("search", "image_search")) else []
+    wants_search = any(n in names for n in ("search", "image_search"))
+    # (no mutate: search tools built when not wanted only cost time, they are filtered by name below)
+    search = build_search_tools(recipe) if wants_search else []  # pragma: no mutate
     try:
         tools += [t for t in search if t.name in names]
         return system_prompt(recipe.agent, tools, recipe.sandbox.timeout_s), user_instruction(recipe.agent, tools)
@@ -153,9 +155,12 @@ def export(recipe: Any, data: DataDir, force: bool = False) -> dict[str, Any]:
         raise InputError(f"{data.path} has not been split yet", hint=f"run `deepeyes curate split {data.path}` first")
     ids = {name: [r["id"] for r in data.read_jsonl(split_dir / f"{name}.jsonl")] for name in ("rl", "sft", "val")}
     kept = read_kept(data)
-    name, mode = "export", "json"  # pragma: no mutate (both only have to be the same from run to run)
-    digest = digest_of(name, data.samples_digest(), ids, [t.id for t in kept], cfg.model_dump(mode=mode),
-                       recipe.agent.model_dump(mode=mode))
+    # (no mutate: the stage name and the dump mode only have to be the same from run to run)
+    digest = digest_of("export",  # pragma: no mutate
+                       data.samples_digest(), ids, [t.id for t in kept],
+                       cfg.model_dump(mode="json"),  # pragma: no mutate
+                       recipe.agent.model_dump(mode="json"),  # pragma: no mutate
+                       )
     done = data.done("export", digest)
     if done is not None and not force:
         return {**done, "skipped": True}
@@ -177,13 +182,15 @@ def export(recipe: Any, data: DataDir, force: bool = False) -> dict[str, Any]:
                         assert ref.path is not None
                         ref.path = _copy_image(data.path, ref.path, out, ref.sha256)
                     f.write(s.model_dump_json(exclude_none=True) + "\n")
-        summary["files"] += ["sft.jsonl", "rl.jsonl", "val.jsonl"]
+        summary["files"] += ["sft.jsonl", "rl.jsonl", "val.jsonl"]  # pragma: no mutate (the first: "=" is the same)
     if "sharegpt" in cfg.formats:
         sg = out / "sharegpt"
         file_name = f"{cfg.dataset_name}.json"
         rows = [sharegpt_row(t, syn_dir, sg) for t in sft]
-        atomic_write(sg / file_name, json.dumps(rows, ensure_ascii=False, indent=1) + "\n")
-        atomic_write(sg / "dataset_info.json", json.dumps(dataset_info(cfg.dataset_name, file_name), indent=2) + "\n")
+        # (no mutate: indent and escaping only format the files, which parse to the same rows either way)
+        atomic_write(sg / file_name, json.dumps(rows, ensure_ascii=False, indent=1) + "\n")  # pragma: no mutate
+        info = json.dumps(dataset_info(cfg.dataset_name, file_name), indent=2)  # pragma: no mutate
+        atomic_write(sg / "dataset_info.json", info + "\n")
         summary["files"] += [f"sharegpt/{file_name}", "sharegpt/dataset_info.json"]
     if "verl" in cfg.formats:
         system, instruction = prompt_texts(recipe)

@@ -217,7 +217,8 @@ def test_verl_parquet_gives_every_field_back(tmp_path: Path, recipe: Any) -> Non
     (["search"], ['"name": "search"'], ["<code>", '"name": "image_search"']),
     (["image_search"], ['"name": "image_search"'], ["<code>", '"name": "search"']),
     ([], [], ["<code>", '"name": "search"', '"name": "image_search"']),
-], ids=["code", "search", "image_search", "none"])
+    (["code", "search", "image_search"], ["<code>", '"name": "search"', '"name": "image_search"'], []),
+], ids=["code", "search", "image_search", "none", "all"])
 def test_prompt_texts_offer_the_recipes_tools_only(recipe: Any, tools: list[str], present: list[str],
                                                    absent: list[str]) -> None:
     from deepeyes_cli.curate.export import prompt_texts
@@ -253,3 +254,19 @@ def test_export_runs_again_when_any_of_its_inputs_changes(tmp_path: Path, recipe
     prompts.agent.tools = ["code"]
     assert again(prompts)  # the agent (its prompts)
     assert not again(prompts)
+
+
+def test_rewriting_jsonl_image_paths_leaves_the_samples_for_verl_alone(tmp_path: Path, recipe: Any) -> None:
+    data, x = _data(tmp_path)
+    raw = data.path / "raw"
+    raw.mkdir()
+    shutil.copyfile(data.path / x["blue"].path, raw / "blue.png")
+    (data.path / x["blue"].path).unlink()  # the val sample's image lives elsewhere than images/
+    moved = x["s2"].model_copy(deep=True)
+    moved.images[0].path = "raw/blue.png"
+    data.samples.write_text(x["s1"].model_dump_json() + "\n" + moved.model_dump_json() + "\n")
+    export(recipe, data)
+    from datasets import Dataset
+
+    val = Dataset.from_parquet(str(data.path / "export" / "verl" / "val.parquet"))
+    assert val[0]["images"][0].size == (8, 6)
