@@ -105,6 +105,12 @@ def test_export_writes_every_format(tmp_path: Path, recipe: Any) -> None:
     train = Dataset.from_parquet(str(out / "verl" / "train.parquet"))
     assert train.num_rows == 1 and train[0]["extra_info"]["split"] == "train"
     assert train[0]["data_source"] == "perception" and train[0]["ability"] == "colour"
+    from deepeyes_cli.curate.export import prompt_texts
+
+    system, instruction = prompt_texts(recipe)  # the recipe's own prompts, as the loop would render them
+    assert train[0]["prompt"] == [{"role": "system", "content": system},
+                                  {"role": "user", "content": f"<image>\nWhat colour?\n\n{instruction}"}]
+    assert train[0]["env_name"] == recipe.curate.export.env_name == "deepeyes_v2"
     valset = Dataset.from_parquet(str(out / "verl" / "val.parquet"))
     assert valset[0]["extra_info"]["split"] == "val" and valset[0]["reward_model"]["ground_truth"] == ""
     assert valset[0]["images"][0].size == (8, 6)
