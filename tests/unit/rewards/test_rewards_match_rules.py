@@ -1,6 +1,6 @@
 """Every rule of ``rewards/match.py``, each verdict checked with the rule that gave it.
 
-A fast subset of what the 219-row answer table covers (no slow math-verify rows), chosen so
+A fast subset (116 rows) of what the 219-row answer table covers (no slow math-verify rows), chosen so
 each branch of match.py is reached: `make mutation` runs this instead of the table for the
 mutants of match.py (one mutant then costs ~0.3 s instead of ~3 s). The rule named in a
 verdict is what `deepeyes judge` reports per sample, so it is asserted too.
