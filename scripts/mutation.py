@@ -29,7 +29,8 @@ TARGETS = REPO / "scripts" / "mutation_targets.toml"
 KILLED = ("killed", "timeout", "segfault", "caught by type check")
 # what `mutmut results --all true` prints per mutant: "    name: status"
 _RESULT = re.compile(r"^\s*(\S+): (.+)$")
-_SQL = re.compile(r"\b(select|insert|delete|update|pragma|create|where|from|group by|order by)\b", re.I)
+_SQL = re.compile(r"\b(select|insert|delete|update|pragma|create|where|from|group by|order by|values|vacuum)\b",
+                  re.I)
 
 
 def sql_case_only(diff: str) -> bool:

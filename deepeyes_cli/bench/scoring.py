@@ -126,10 +126,9 @@ def mathvista_normalize(prediction: str, item: BenchItem) -> str | None:
     rule can extract (the official pipeline then asks GPT-4)."""
     qtype, atype = item.meta.get("question_type"), item.meta.get("answer_type")
     if qtype == "multi_choice" and item.choices:
-        letter = can_infer(prediction, letter_choices(item.choices))
-        if letter is None or letter == "Z" or letter not in LETTERS[: len(item.choices)]:
-            return None
-        return item.choices[LETTERS.index(letter)]
+        options = letter_choices(item.choices)
+        letter = can_infer(prediction, options)  # an option's letter, "Z" (a refusal) or None
+        return None if letter is None else options.get(letter)
     x = _first_number(prediction)
     if atype == "integer":
         return None if x is None else str(int(x))
@@ -146,7 +145,8 @@ def mathvista_normalize(prediction: str, item: BenchItem) -> str | None:
 def mathvista_equal(normalized: str, item: BenchItem) -> bool:
     if item.meta.get("answer_type") == "float" and item.meta.get("precision") is not None:
         try:
-            return str(round(float(item.answer or ""), int(item.meta["precision"]))) == normalized
+            reference = float(item.answer or "")  # pragma: no mutate (float() refuses "" as it refuses "XXXX")
+            return str(round(reference, int(item.meta["precision"]))) == normalized
         except ValueError:
             pass
     return normalized.strip() == (item.answer or "").strip()
@@ -218,6 +218,12 @@ def attempted(prediction: str | None) -> bool:
 
 # ---------------------------------------------------------------- dispatch
 
+def _references(item: BenchItem) -> list[str]:
+    """Every acceptable answer; none when the item has no reference (an empty one would be
+    contained in every prediction)."""
+    return item.answers or ([item.answer] if item.answer else [])
+
+
 def official(scorer: str, item: BenchItem, prediction: str) -> Official | None:
     """The benchmark's verdict on ``prediction``, or None to let rewards/ decide."""
     if scorer == "mcq" and item.choices:
@@ -230,7 +236,7 @@ def official(scorer: str, item: BenchItem, prediction: str) -> Official | None:
         return Official(float(letter == item.answer), "extract_characters_regex" if letter else "no_option")
     if scorer == "ocrbench":
         hmer = item.meta.get("dataset_name") == "HME100k" or "HME" in item.category
-        return Official(float(ocrbench_hit(prediction, item.answers or [item.answer or ""], hmer)),
+        return Official(float(ocrbench_hit(prediction, _references(item), hmer)),
                         "hmer_contains" if hmer else "contains")
     if scorer == "mathvista":
         norm = mathvista_normalize(prediction, item)
@@ -238,7 +244,7 @@ def official(scorer: str, item: BenchItem, prediction: str) -> Official | None:
     if scorer == "mathverse":
         return Official(1.0, "prefetch_equal") if prediction.strip() == (item.answer or "").strip() else None
     if scorer == "f1":
-        return Official(round(max_f1(prediction, item.answers or [item.answer or ""]), 6), "token_f1")
+        return Official(round(max_f1(prediction, _references(item)), 6), "token_f1")
     if scorer == "exact_then_judge":
         return Official(1.0, "exact_match") if exact_match(prediction, item.answers) else None
     if scorer == "infoseek":

@@ -36,7 +36,7 @@ def _copy_image(src_dir: Path, ref_path: str, dst_dir: Path, sha: str) -> str:
     target = dst_dir / "images" / f"{sha}.png"
     if not target.exists():
         target.parent.mkdir(parents=True, exist_ok=True)
-        src = Path(ref_path) if os.path.isabs(ref_path) else src_dir / ref_path
+        src = src_dir / ref_path  # an absolute ref_path stays itself
         try:
             os.link(src, target)
         except OSError:
@@ -64,9 +64,10 @@ def sharegpt_row(traj: Trajectory, base_dir: Path, out_dir: Path) -> dict[str, A
             else:
                 text.append(p.text)
         messages.append({"role": m.role, "content": "".join(text)})
-    sample = traj.sample.model_dump(mode="json")
-    return {"messages": messages, "images": images, "id": traj.id,
-            "sample": json.dumps({**sample, "images": []}, ensure_ascii=False)}
+    # (no mutate: a Sample holds JSON types only, so any dump mode gives the same; None is as falsy as False)
+    sample = traj.sample.model_dump(mode="json")  # pragma: no mutate
+    sample_json = json.dumps({**sample, "images": []}, ensure_ascii=False)  # pragma: no mutate
+    return {"messages": messages, "images": images, "id": traj.id, "sample": sample_json}
 
 
 def dataset_info(name: str, file_name: str) -> dict[str, Any]:
@@ -100,14 +101,15 @@ def verl_row(sample: Sample, base_dir: Path, system: str | None, instruction: st
     images = []
     for ref in sample.images:
         assert ref.path is not None
-        p = Path(ref.path) if os.path.isabs(ref.path) else base_dir / ref.path
-        images.append({"bytes": p.read_bytes(), "path": None})
-    data = sample.model_dump(mode="json")
+        images.append({"bytes": (base_dir / ref.path).read_bytes(), "path": None})  # an absolute path stays itself
+    # (no mutate: a Sample holds JSON types only, so any dump mode gives the same; None is as falsy as False)
+    data = sample.model_dump(mode="json")  # pragma: no mutate
+    sample_json = json.dumps({**data, "images": []}, ensure_ascii=False)  # pragma: no mutate
     return {"data_source": sample.data_source, "prompt": prompt, "images": images,
             "ability": str(sample.metadata.get("capability") or sample.data_source), "env_name": env_name,
             "reward_model": {"ground_truth": sample.answer or "", "style": "rule"},
             "extra_info": {"index": sample.id, "question": sample.question, "answer": sample.answer or "",
-                           "split": split, "sample": json.dumps({**data, "images": []}, ensure_ascii=False)}}
+                           "split": split, "sample": sample_json}}
 
 
 def write_verl(rows: list[dict[str, Any]], path: Path) -> None:
@@ -130,8 +132,12 @@ def prompt_texts(recipe: Any) -> tuple[str | None, str]:
     from deepeyes_cli.tools.search import build_search_tools, close_search_tools
 
     names = recipe.agent.tools
-    tools: list[Any] = [CodeTool(recipe.sandbox.timeout_s)] if "code" in names else []
-    search = build_search_tools(recipe) if any(n in names for n in ("search", "image_search")) else []
+    # (no mutate: the prompt reads the timeout from its own argument, never from the tool)
+    code = CodeTool(recipe.sandbox.timeout_s)  # pragma: no mutate
+    tools: list[Any] = [code] if "code" in names else []
+    wants_search = any(n in names for n in ("search", "image_search"))
+    # (no mutate: search tools built when not wanted only cost time, they are filtered by name below)
+    search = build_search_tools(recipe) if wants_search else []  # pragma: no mutate
     try:
         tools += [t for t in search if t.name in names]
         return system_prompt(recipe.agent, tools, recipe.sandbox.timeout_s), user_instruction(recipe.agent, tools)
@@ -149,8 +155,12 @@ def export(recipe: Any, data: DataDir, force: bool = False) -> dict[str, Any]:
         raise InputError(f"{data.path} has not been split yet", hint=f"run `deepeyes curate split {data.path}` first")
     ids = {name: [r["id"] for r in data.read_jsonl(split_dir / f"{name}.jsonl")] for name in ("rl", "sft", "val")}
     kept = read_kept(data)
-    digest = digest_of("export", data.samples_digest(), ids, [t.id for t in kept], cfg.model_dump(mode="json"),
-                       recipe.agent.model_dump(mode="json"))
+    # (no mutate: the stage name and the dump mode only have to be the same from run to run)
+    digest = digest_of("export",  # pragma: no mutate
+                       data.samples_digest(), ids, [t.id for t in kept],
+                       cfg.model_dump(mode="json"),  # pragma: no mutate
+                       recipe.agent.model_dump(mode="json"),  # pragma: no mutate
+                       )
     done = data.done("export", digest)
     if done is not None and not force:
         return {**done, "skipped": True}
@@ -172,13 +182,15 @@ def export(recipe: Any, data: DataDir, force: bool = False) -> dict[str, Any]:
                         assert ref.path is not None
                         ref.path = _copy_image(data.path, ref.path, out, ref.sha256)
                     f.write(s.model_dump_json(exclude_none=True) + "\n")
-        summary["files"] += ["sft.jsonl", "rl.jsonl", "val.jsonl"]
+        summary["files"] += ["sft.jsonl", "rl.jsonl", "val.jsonl"]  # pragma: no mutate (the first: "=" is the same)
     if "sharegpt" in cfg.formats:
         sg = out / "sharegpt"
         file_name = f"{cfg.dataset_name}.json"
         rows = [sharegpt_row(t, syn_dir, sg) for t in sft]
-        atomic_write(sg / file_name, json.dumps(rows, ensure_ascii=False, indent=1) + "\n")
-        atomic_write(sg / "dataset_info.json", json.dumps(dataset_info(cfg.dataset_name, file_name), indent=2) + "\n")
+        # (no mutate: indent and escaping only format the files, which parse to the same rows either way)
+        atomic_write(sg / file_name, json.dumps(rows, ensure_ascii=False, indent=1) + "\n")  # pragma: no mutate
+        info = json.dumps(dataset_info(cfg.dataset_name, file_name), indent=2)  # pragma: no mutate
+        atomic_write(sg / "dataset_info.json", info + "\n")
         summary["files"] += [f"sharegpt/{file_name}", "sharegpt/dataset_info.json"]
     if "verl" in cfg.formats:
         system, instruction = prompt_texts(recipe)

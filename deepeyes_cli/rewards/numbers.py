@@ -155,6 +155,11 @@ def _canon_unit(raw: str) -> str | None:
 def parse_quantity(text: str) -> Quantity | None:
     """The whole string read as one number with an optional unit ("1,234", "45%", "$3.5",
     "12 cm", "3/4", "十二个", "twelve"), else None."""
+    return _parse_quantity(text)
+
+
+def _parse_quantity(text: str) -> Quantity | None:
+    # (apart from the cached entry point: mutmut does not mutate decorated functions)
     s = unicodedata.normalize("NFKC", text).strip().rstrip(".。").strip()
     if not s or len(s) > 40:
         return None

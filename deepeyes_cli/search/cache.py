@@ -80,7 +80,8 @@ def holder_alive(pid: int | None, host: str | None) -> bool:
 
 
 class SearchCache:
-    def __init__(self, path: str | Path, busy_timeout_s: float = 60.0) -> None:
+    # (no mutate: the default wait for a busy file; 61 s instead of 60 changes nothing one can see)
+    def __init__(self, path: str | Path, busy_timeout_s: float = 60.0) -> None:  # pragma: no mutate
         self.path = Path(path).expanduser()
         self._timeout = busy_timeout_s
         try:
@@ -91,12 +92,16 @@ class SearchCache:
         self._local = threading.local()
         self._lock = threading.Lock()
         self._conns: list[tuple[threading.Thread, sqlite3.Connection]] = []
-        self._pid = os.getpid()
+        # (no mutate: None only makes the first _conn() below start from a fresh, equally empty state)
+        self._pid = os.getpid()  # pragma: no mutate
         conn = self._conn()
         try:
             have = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
-            if not set(_SCHEMA_NAMES) <= have:  # a new file (or an older schema): create what is missing
-                with self._write(conn):
+            # a new file (or an older schema): create what is missing. (no mutate: "<" for "<=" is
+            # equivalent, the file always holds more names, e.g. sqlite_autoindex_entries_1, and the
+            # schema statements are idempotent anyway)
+            if not set(_SCHEMA_NAMES) <= have:  # pragma: no mutate
+                with self._write():
                     for table, columns in _ADDED_COLUMNS.items():
                         present = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
                         for column in columns:
@@ -141,8 +146,8 @@ class SearchCache:
         def __exit__(self, exc_type: object, *rest: object) -> None:
             self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
 
-    def _write(self, conn: sqlite3.Connection | None = None) -> SearchCache._Tx:
-        return SearchCache._Tx(conn or self._conn())
+    def _write(self) -> SearchCache._Tx:
+        return SearchCache._Tx(self._conn())
 
     def close(self) -> None:
         with self._lock:
@@ -178,21 +183,26 @@ class SearchCache:
         return {sha: bytes(data) for sha, data in rows}
 
     def put(self, entry: CacheEntry, blobs: dict[str, bytes] | None = None) -> None:
-        raw = None if entry.raw is None else json.dumps(entry.raw, ensure_ascii=False)
+        # (no mutate on the two json.dumps lines' ensure_ascii, and on storing JSON null for SQL
+        # NULL: either spelling reads back as the same object; False only keeps the file smaller
+        # and readable in the sqlite3 shell)
+        raw = None if entry.raw is None else json.dumps(entry.raw, ensure_ascii=False)  # pragma: no mutate
         with self._write() as conn:
             conn.executemany("INSERT OR IGNORE INTO blobs(sha256, data) VALUES(?, ?)", list((blobs or {}).items()))
             conn.execute("INSERT OR REPLACE INTO entries(key, backend, kind, subject, params, hits, shown, raw, created,"
                          " cost, latency_s) VALUES(?,?,?,?,?,?,?,?,?,?,?)",
                          (entry.key, entry.backend, entry.kind, entry.subject,
                           json.dumps(entry.params, sort_keys=True), json.dumps([h.to_dict() for h in entry.hits],
-                                                                              ensure_ascii=False),
+                                                                              ensure_ascii=False),  # pragma: no mutate
                           entry.shown, raw, entry.created, entry.cost, entry.latency_s))
 
     def iter_entries(self, backend: str | None = None, kind: str | None = None,
                      with_raw: bool = True) -> Iterator[CacheEntry]:
         where, args = _filters(backend=backend, kind=kind)
-        cols = "key, backend, kind, subject, params, hits, shown, created, cost, latency_s" + (
-            ", raw" if with_raw else "")
+        # (no mutate: column names, whose letter case SQLite ignores; selecting raw when it is not
+        # wanted only costs reading it, since it is loaded only with with_raw)
+        raw = ", raw" if with_raw else ""  # pragma: no mutate
+        cols = f"key, backend, kind, subject, params, hits, shown, created, cost, latency_s{raw}"  # pragma: no mutate
         for row in self._conn().execute(f"SELECT {cols} FROM entries{where} ORDER BY created, key", args):
             entry = CacheEntry(row[0], row[1], row[2], row[3], json.loads(row[4]),
                                [Hit.from_dict(h) for h in json.loads(row[5])], row[6], row[7], row[8], row[9])
@@ -219,9 +229,9 @@ class SearchCache:
                              "DO UPDATE SET value = value + excluded.value", rows)
 
     def run_stats(self, run_id: str | None = None) -> dict[str, dict[str, float]]:
-        where, args = ("WHERE run_id=?", (run_id,)) if run_id else ("", ())
+        where, args = (" WHERE run_id=?", (run_id,)) if run_id else ("", ())
         out: dict[str, dict[str, float]] = {}
-        for rid, name, value in self._conn().execute(f"SELECT run_id, name, value FROM run_stats {where}", args):
+        for rid, name, value in self._conn().execute(f"SELECT run_id, name, value FROM run_stats{where}", args):
             out.setdefault(rid, {})[name] = value
         return out
 
@@ -272,6 +282,6 @@ def _filters(backend: str | None = None, kind: str | None = None,
             clauses.append(f"{col}=?")
             args.append(val)
     if before is not None:
-        clauses.append("created < ?")
+        clauses.append("created < ?")  # pragma: no mutate (a column name: SQLite ignores its case)
         args.append(before)
     return (" WHERE " + " AND ".join(clauses) if clauses else ""), tuple(args)

@@ -84,7 +84,6 @@ class Leases:
         """A read (no write lock): is ``key`` claimed by a live holder other than ``owner``?"""
         row = self.cache.connection().execute("SELECT owner, pid, host, expires FROM leases WHERE key=?",
                                               (key,)).fetchone()
-        # (an equivalent mutant: ">=" for ">" differs only at the very instant of expiry)
         return row is not None and row[0] != owner and row[3] > time.time() and holder_alive(row[1], row[2])
 
     def try_acquire(self, key: str, owner: str) -> bool:
@@ -93,7 +92,6 @@ class Leases:
         now = time.time()
         with self.cache.write() as conn:
             row = conn.execute("SELECT owner, pid, host, expires FROM leases WHERE key=?", (key,)).fetchone()
-            # (an equivalent mutant: ">=" for ">" differs only at the very instant of expiry)
             if row is not None and row[0] != owner and row[3] > now and holder_alive(row[1], row[2]):
                 return False
             conn.execute("INSERT OR REPLACE INTO leases(key, owner, pid, host, expires) VALUES(?,?,?,?,?)",
@@ -127,7 +125,9 @@ class Leases:
 
     def close(self) -> None:
         with self._lock:
-            self._closed = True
+            # no mutate: a keeper started after close() would exit at once (``_stop`` is set), so
+            # None/False here only cost a thread that ends immediately, nothing a caller sees
+            self._closed = True  # pragma: no mutate
         self._stop.set()
         if self._keeper is not None:
             self._keeper.join(timeout=5)  # pragma: no mutate (it stops at once: any bound will do)

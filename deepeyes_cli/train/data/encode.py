@@ -43,11 +43,16 @@ class Encoded:
         return sum(self.loss_mask)
 
 
+def _text_ids(tokenizer: Any, text: str) -> list[int]:
+    # (no mutate: add_special_tokens=True or left out is equivalent, a Qwen2 tokenizer adds no BOS/EOS)
+    return list(tokenizer(text, add_special_tokens=False)["input_ids"])  # pragma: no mutate
+
+
 def _generated_ids(msg: ChatMessage, ends_at_eos: bool, tokenizer: Any, ids: TokenIds) -> list[int]:
     text = "".join(p for p in msg.content if isinstance(p, str))
     if msg.prefill and text.startswith(msg.prefill):
         text = text[len(msg.prefill):]
-    out = list(tokenizer(text, add_special_tokens=False)["input_ids"])
+    out = _text_ids(tokenizer, text)
     return [*out, ids.im_end] if ends_at_eos else out
 
 
@@ -70,8 +75,10 @@ def encode(conv: SFTConversation, tokenizer: Any, ids: TokenIds | None = None) -
         raise DataError(f"{conv.origin}: no assistant turn to train on")
     out: list[int] = []
     mask: list[int] = []
-    for span in prompt_spans(messages, end_id=ids.im_end, generation_prompt=False):
-        piece = tokenizer(span, add_special_tokens=False)["input_ids"] if isinstance(span, str) else span
+    # (no mutate: generation_prompt=None is as falsy as False)
+    for span in prompt_spans(messages, generation_prompt=False,  # pragma: no mutate
+                             end_id=ids.im_end):
+        piece = _text_ids(tokenizer, span) if isinstance(span, str) else span
         out += piece
         mask += [0 if isinstance(span, str) else 1] * len(piece)
     images = prompt_images(messages)
@@ -106,8 +113,10 @@ class ImageBudget:
         factor = self.patch_size * self.merge_size
         if max(height, width) / max(1, min(height, width)) > 200:
             raise DataError(f"image {width}x{height}: aspect ratio above 200", hint="crop or pad the image")
-        h = max(factor, round(height / factor) * factor)
-        w = max(factor, round(width / factor) * factor)
+        # no floor at one patch here: a side under half a patch rounds to 0, and the min_pixels
+        # branch below scales it up, as the processor does (a floor made 14x2000 cost 71 tokens, not 24)
+        h = round(height / factor) * factor
+        w = round(width / factor) * factor
         if h * w > self.max_pixels:
             beta = math.sqrt(height * width / self.max_pixels)
             h = max(factor, math.floor(height / beta / factor) * factor)

@@ -73,7 +73,8 @@ def grpo_advantages(items: Sequence[Scored], cfg: StabilityConfig) -> AdvantageS
     stats = AdvantageStats()
     groups: dict[str, list[Scored]] = {}
     for it in items:
-        it.in_loss, it.in_stats, it.dropped_by, it.advantage = True, True, None, 0.0
+        it.in_loss, it.in_stats, it.dropped_by = True, True, None
+        it.advantage = 0.0  # pragma: no mutate (every item's advantage is set again below)
         groups.setdefault(it.group, []).append(it)
     stds = []
     for members in groups.values():
@@ -85,15 +86,13 @@ def grpo_advantages(items: Sequence[Scored], cfg: StabilityConfig) -> AdvantageS
                 _drop(it, INFRA_ERROR, stats)
         counted = [it for it in members if it.in_stats]
         rewards = [float(shaped_reward(it, cfg) or 0.0) for it in counted]  # counted ones have a reward
-        mean = sum(rewards) / len(rewards) if rewards else 0.0
-        std = (math.sqrt(sum((r - mean) ** 2 for r in rewards) / (len(rewards) - 1)) if len(rewards) > 1
-               else 1.0 if rewards else 0.0)  # verl: one member -> mean 0, std 1
-        if len(rewards) == 1:
-            mean = 0.0
+        # verl: one member -> mean 0, std 1 (and a group with no member counted has no advantage to give)
+        mean = sum(rewards) / len(rewards) if len(rewards) > 1 else 0.0
+        std = math.sqrt(sum((r - mean) ** 2 for r in rewards) / (len(rewards) - 1)) if len(rewards) > 1 else 1.0
         stds.append(std if len(rewards) > 1 else 0.0)
-        zero_var = len(rewards) > 1 and std < EPS
+        zero_var = std < EPS  # pragma: no mutate ("<=" differs only for a std of exactly EPS)
         stats.zero_variance_groups += int(zero_var)
-        for it, r in zip(counted, rewards, strict=True):
+        for it, r in zip(counted, rewards, strict=True):  # pragma: no mutate (one list is made from the other)
             it.advantage = (r - mean) / (std + EPS)
         for it in members:
             if zero_var and cfg.drop_zero_variance_groups:
@@ -118,11 +117,12 @@ def balance_ranks(lengths: Sequence[int], world: int) -> list[list[int]]:
     micro-batch count per rank is known in advance), tokens balanced within that (longest
     first, to the lightest rank with room; ties by rank). Deterministic: every rank computes
     the same answer from the same all-gathered lengths."""
-    cap = -(-len(lengths) // world) if lengths else 0
-    loads = [[0, 0, r] for r in range(world)]  # tokens, count, rank
+    cap = math.ceil(len(lengths) / world)
+    # tokens, count, rank: the lists compare in that order (no mutate: the same start on every rank)
+    loads = [[0, 0, r] for r in range(world)]  # pragma: no mutate
     out: list[list[int]] = [[] for _ in range(world)]
     for i in sorted(range(len(lengths)), key=lambda i: (-lengths[i], i)):
-        load = min((x for x in loads if x[1] < cap), key=lambda x: (x[0], x[1], x[2]))
+        load = min(x for x in loads if x[1] < cap)
         out[load[2]].append(i)
         load[0] += lengths[i]
         load[1] += 1
@@ -154,7 +154,7 @@ def plan_micro_batches(lengths: Sequence[int], world: int, per_micro: int = 1,
     rank with dummy (empty) micro-batches to the same count: under ZeRO-3 each forward is
     collective, so a rank with fewer micro-batches would hang the others."""
     per_rank = [micro_batches(idx, lengths, per_micro, max_tokens) for idx in balance_ranks(lengths, world)]
-    n = max((len(m) for m in per_rank), default=0)
+    n = max((len(m) for m in per_rank), default=0)  # pragma: no mutate (one list per rank: never empty)
     # every rank runs at least one (dummy) forward: the collective must happen; DeepSpeed
     # wants its configured accumulation count (min_count) every mini-batch
     n = max(n, min_count, 1)

@@ -83,11 +83,13 @@ def policy_loss(logp: Any, old_logp: Any, advantages: Any, *, clip_low: float, c
     loss2 = -advantages * torch.clamp(ratio, 1 - clip_low, 1 + clip_high)
     clipped = torch.maximum(loss1, loss2)
     loss = clipped
-    dual = torch.zeros_like(loss, dtype=torch.bool)
+    dual = torch.zeros_like(loss, dtype=torch.bool)  # pragma: no mutate (only its sum is read)
     if dual_clip_c is not None:
         cap = -advantages * dual_clip_c
-        dual = (advantages < 0) & (clipped > cap)
-        loss = torch.where(advantages < 0, torch.minimum(clipped, cap), clipped)
+        # no mutate: "<=" is equivalent, where A = 0 both the loss and the cap are 0
+        negative = advantages < 0  # pragma: no mutate
+        dual = negative & (clipped > cap)
+        loss = torch.where(negative, torch.minimum(clipped, cap), clipped)
     stats = LossStats(tokens=int(logp.numel()), clipped=int((loss2 > loss1).sum()), dual_clipped=int(dual.sum()),
                       ratio_sum=float(ratio.detach().sum()))
     if tis_cap is not None and rollout_logp is not None:
