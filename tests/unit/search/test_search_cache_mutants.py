@@ -134,11 +134,11 @@ def test_stats_of_the_ledger(tmp_path: Path) -> None:
     cache = SearchCache(path)
     now = time.time()
     _ledger(cache, [(now - 3600, 0.01, "ok"), (now - 60.5, 0.02, "error"), (now - 59, 0.04, "ok"),
-                    (now - 1, 0.08, "pending")])
+                    (now - 1, 0.08, "pending"), (now - 3000, 0.16, "lost")])
     stats = cache.stats()
     assert stats["path"] == str(path)
-    assert stats["paid_calls"] == 4 and stats["paid_cost"] == pytest.approx(0.15)
-    assert stats["failed_calls"] == 1 and stats["unsettled_calls"] == 1
+    assert stats["paid_calls"] == 5 and stats["paid_cost"] == pytest.approx(0.31)
+    assert stats["failed_calls"] == 1 and stats["unsettled_calls"] == 2  # pending and lost; error is settled
     assert stats["calls_last_minute"] == 2  # 59 s and 1 s ago; 60.5 s ago is out
 
 
