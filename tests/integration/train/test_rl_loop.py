@@ -74,8 +74,11 @@ def test_two_steps_on_two_processes(tmp_path: Path) -> None:
     bin_dir = Path(sys.executable).parent
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PATH": f"{bin_dir}:{os.environ['PATH']}",
            "PYTHONPATH": str(Path(__file__).resolve().parents[3])}
+    # 2 prompts x 8 rollouts per rank: the scripted policy is right about 2/3 of the time, so a
+    # group of 4 has no reward spread (and no gradient) one time in 5; two groups of 8, almost never
     args = [*BASE, "rl.rollout.max_steps=2", "launch.launcher=torchrun", "launch.gpus_per_node=2",
-            f"launch.master_port={_free_port()}", "rl.ppo_mini_batch_size=2"]
+            f"launch.master_port={_free_port()}", "rl.train_batch_size=4", "rl.rollouts_per_prompt=8",
+            "rl.ppo_mini_batch_size=2"]
     out = subprocess.run([sys.executable, "-m", "deepeyes_cli", "rl", "-r", "tiny", "--run-dir", str(run), *args],
                          capture_output=True, text=True, env=env, timeout=900)
     assert out.returncode == 0, out.stderr[-3000:]
