@@ -128,7 +128,7 @@ def mathvista_normalize(prediction: str, item: BenchItem) -> str | None:
     if qtype == "multi_choice" and item.choices:
         options = letter_choices(item.choices)
         letter = can_infer(prediction, options)  # an option's letter, "Z" (a refusal) or None
-        return None if letter is None else options.get(letter)
+        return None if letter is None else options.get(letter)  # pragma: no mutate (options.get(None) is None too)
     x = _first_number(prediction)
     if atype == "integer":
         return None if x is None else str(int(x))
