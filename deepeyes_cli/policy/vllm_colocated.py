@@ -30,10 +30,10 @@ from deepeyes_cli.errors import BackendError
 from deepeyes_cli.policy.base import Completion, Conversation, SamplingParams
 from deepeyes_cli.policy.tokens import TokenIds, encode_prompt
 from deepeyes_cli.policy.vllm_engine import (
-    check_limits,
     completion_from_output,
     engine_args,
     engine_environment,
+    engine_model,
     sampling_kwargs,
 )
 
@@ -142,8 +142,6 @@ class VLLMColocated:
     @classmethod
     def from_recipe(cls, recipe: Any, *, rank: int = 0, world_size: int = 1, sleep_mode: bool = False
                     ) -> VLLMColocated:
-        from deepeyes_cli.models.loading import load_processor, resolve_model_path
-
         for key, value in engine_environment(recipe).items():
             os.environ.setdefault(key, value)
         os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"  # the engine must live here, whatever was set
@@ -153,16 +151,11 @@ class VLLMColocated:
             raise BackendError("rl.rollout.backend=vllm needs vLLM, which is not installed",
                                hint="install the gpu extra (`pip install -e '.[gpu]'`) on a CUDA machine, or vLLM's "
                                     "CPU build (`make vllm-venv`), or use rl.rollout.backend=transformers") from e
-        check_limits(recipe)
-        cfg = recipe.model
-        path = resolve_model_path(cfg.path, cache_dir=recipe.run.cache_dir, revision=cfg.revision,
-                                  local_files_only=cfg.local_files_only)
-        processor = load_processor(path, min_pixels=cfg.min_pixels, max_pixels=cfg.max_pixels,
-                                   revision=cfg.revision, local_files_only=cfg.local_files_only)
+        path, processor = engine_model(recipe)
         args = colocated_args(path, recipe, rank=rank, world_size=world_size, sleep_mode=sleep_mode)
         with _kept_rng():  # in-process, vLLM seeds the global RNGs: the trainer's must not move (exact resume)
             llm = LLM(**args)
-        return cls(llm, processor.tokenizer, model_name=cfg.path)
+        return cls(llm, processor.tokenizer, model_name=recipe.model.path)
 
     def count_text_tokens(self, text: str) -> int:
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])

@@ -73,6 +73,20 @@ def check_limits(recipe: Any) -> None:
                           hint="raise policy.vllm.max_model_len or lower agent.max_context_tokens")
 
 
+def engine_model(recipe: Any) -> tuple[str, Any]:
+    """The recipe's limits checked, then its checkpoint resolved to a local path and its
+    processor loaded: what every vLLM engine of ours starts from."""
+    from deepeyes_cli.models.loading import load_processor, resolve_model_path
+
+    check_limits(recipe)
+    cfg = recipe.model
+    path = resolve_model_path(cfg.path, cache_dir=recipe.run.cache_dir, revision=cfg.revision,
+                              local_files_only=cfg.local_files_only)
+    processor = load_processor(path, min_pixels=cfg.min_pixels, max_pixels=cfg.max_pixels,
+                               revision=cfg.revision, local_files_only=cfg.local_files_only)
+    return path, processor
+
+
 def sampling_kwargs(params: SamplingParams) -> dict[str, Any]:
     """vLLM ``SamplingParams`` fields for one agent turn, as the original rollout sets them."""
     return dict(
@@ -149,8 +163,6 @@ class VLLMPolicy:
 
     @classmethod
     def from_recipe(cls, recipe: Any) -> VLLMPolicy:
-        from deepeyes_cli.models.loading import load_processor, resolve_model_path
-
         for key, value in engine_environment(recipe).items():
             os.environ.setdefault(key, value)
         try:
@@ -160,12 +172,7 @@ class VLLMPolicy:
             raise BackendError("the vllm backend needs vLLM, which is not installed",
                                hint="install the gpu extra (`pip install -e '.[gpu]'`) on a CUDA machine, or vLLM's "
                                     "CPU build (`make vllm-venv`), or use policy.backend=transformers") from e
-        check_limits(recipe)
-        cfg = recipe.model
-        path = resolve_model_path(cfg.path, cache_dir=recipe.run.cache_dir, revision=cfg.revision,
-                                  local_files_only=cfg.local_files_only)
-        processor = load_processor(path, min_pixels=cfg.min_pixels, max_pixels=cfg.max_pixels,
-                                   revision=cfg.revision, local_files_only=cfg.local_files_only)
+        path, processor = engine_model(recipe)
         args = AsyncEngineArgs(**engine_args(path, recipe))
 
         async def build() -> Any:  # on the engine's loop, so vLLM binds its handlers there
@@ -177,7 +184,7 @@ class VLLMPolicy:
         except BaseException:
             engine_loop.close()
             raise
-        return cls(engine, processor.tokenizer, model_name=cfg.path, engine_loop=engine_loop)
+        return cls(engine, processor.tokenizer, model_name=recipe.model.path, engine_loop=engine_loop)
 
     def count_text_tokens(self, text: str) -> int:
         with self._tokenizer_lock:
