@@ -10,6 +10,7 @@ SFT warm start and scripted rollouts); ``p_tool`` and ``p_copy`` make it imperfe
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import re
@@ -86,15 +87,27 @@ def observed_count(conversation: Any) -> str | None:
     return None
 
 
+def _conversation_rng(conversation: Any, seed: int, turn: int) -> random.Random:
+    """A generator of its own for each (question image, turn): the same draws whatever order
+    concurrent trajectories reach the policy in."""
+    image = next((p for m in conversation.messages if m.role == "user" for p in m.content if not isinstance(p, str)),
+                 None)
+    digest = hashlib.sha256(image.tobytes() if image is not None else b"").hexdigest()
+    return random.Random(f"{seed}:{digest}:{turn}")
+
+
 def scripted_turn(p_tool: float = 1.0, p_copy: float = 1.0, max_count: int = MAX_COUNT,
-                  rng: random.Random | None = None, guess: str | None = None) -> Any:
+                  rng: random.Random | None = None, guess: str | None = None, seed: int | None = None) -> Any:
     """A script for the scripted policy: call the tool with probability ``p_tool``, then
     copy the printed count with probability ``p_copy`` (else guess). Without the tool it
-    answers ``guess``, or a random count when ``guess`` is None."""
-    r = rng or random
+    answers ``guess``, or a random count when ``guess`` is None. With ``seed``, every draw
+    comes from the conversation's question image and turn (``_conversation_rng``), so a
+    dataset written by concurrent trajectories is the same from run to run; else from ``rng``
+    (or the ``random`` module), in the order turns are asked for."""
 
     def turn(conversation: Any) -> str:
         n_assistant = sum(1 for m in conversation.messages if m.role == "assistant")
+        r = _conversation_rng(conversation, seed, n_assistant) if seed is not None else rng or random
         if n_assistant == 0:
             if r.random() < p_tool:
                 return tool_turn()

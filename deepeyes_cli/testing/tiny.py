@@ -18,7 +18,7 @@ from typing import Any
 from filelock import FileLock
 
 # Bump when the architecture, tokenizer or corpus changes: cached builds are keyed by it.
-TINY_VERSION = 2
+TINY_VERSION = 3
 
 # Qwen2.5-VL's added tokens, in Qwen's id order; the last eight are ordinary (special=False).
 SPECIAL_TOKENS = [
@@ -41,6 +41,13 @@ VISION = dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, out_hi
               in_channels=3)
 VOCAB_SIZE = 1024
 INIT_RANGE = 0.5  # larger than real init so greedy decoding wanders instead of repeating one token
+# The text decoder's query and key projections start at a tenth of INIT_RANGE, so attention starts
+# near uniform and can learn where to look. At 0.5 the logits are so spread that each query puts
+# ~88 % of its weight on one random token (entropy 0.3 nats against 5.0 uniform over 100-200 keys),
+# the softmax passes almost no gradient, and SFT formed the "copy what the tool printed" circuit of
+# the RL task (testing/rl_task.py) only in some runs (right after a tool call 94 %, 64 %, 96 % on 3
+# data seeds); at 0.05 in all (100 % on each; README "The tiny task").
+QK_INIT_SCALE = 0.1
 
 _CORPUS = """\
 <think> Let me look at the image carefully. The question asks about the color of the small sign.
@@ -136,6 +143,12 @@ def build_tiny_model(out_dir: str | Path, seed: int = 0) -> Path:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = Qwen2_5_VLForConditionalGeneration(config).eval()
+        with torch.no_grad():
+            for layer in model.model.language_model.layers:
+                for proj in (layer.self_attn.q_proj, layer.self_attn.k_proj):
+                    proj.weight.mul_(QK_INIT_SCALE)
+                    if proj.bias is not None:
+                        proj.bias.mul_(QK_INIT_SCALE)
     model.generation_config = GenerationConfig(bos_token_id=pad, eos_token_id=[eos, pad], pad_token_id=pad,
                                                do_sample=False)
     out.mkdir(parents=True, exist_ok=True)
