@@ -46,7 +46,8 @@ INIT_RANGE = 0.5  # larger than real init so greedy decoding wanders instead of 
 # ~88 % of its weight on one random token (entropy 0.3 nats against 5.0 uniform over 100-200 keys),
 # the softmax passes almost no gradient, and SFT formed the "copy what the tool printed" circuit of
 # the RL task (testing/rl_task.py) only in some runs (right after a tool call 94 %, 64 %, 96 % on 3
-# data seeds); at 0.05 in all (100 % on each; README "The tiny task").
+# data seeds); at 0.05 in all (100 % on each; README "The tiny task"). The price: the base model's greedy
+# text repeats one token more often ("tttt…", "____…") where it used to wander.
 QK_INIT_SCALE = 0.1
 
 _CORPUS = """\

@@ -153,9 +153,13 @@ def test_trajectory_tokens_rebuild_every_turns_prompt(policy: TransformersPolicy
     from deepeyes_cli.agent.trajectory import append_jsonl, read_jsonl
     from deepeyes_cli.policy.tokens import trajectory_tokens
 
-    cfg = AgentConfig(max_tokens_per_turn=16, max_turns=3, on_no_action="remind", stop=["e"])
+    # a stop string ends a turn without an action, the reminder starts the next: the first of the
+    # images whose random greedy text hits a stop within 16 tokens gives a multi-turn trajectory
+    cfg = AgentConfig(max_tokens_per_turn=16, max_turns=3, on_no_action="remind", stop=["e", "t"])
     rt = AgentRuntime(policy, {}, cfg, "SYS", "INSTR", min_pixels=3136, max_pixels=200704)
-    traj = asyncio.run(run_trajectories([Task(Sample(id="s", question="q?"), [_images()[0]])], rt))[0]
+    tasks = [Task(Sample(id=f"s{i}", question="q?"), [image]) for i, image in enumerate(_images())]
+    traj = next((t for t in asyncio.run(run_trajectories(tasks, rt)) if len(t.turns) >= 2), None)
+    assert traj is not None, "no image gave a second turn"
     path = tmp_path / "t.jsonl"
     append_jsonl(path, [traj])
     back = next(read_jsonl(path))
