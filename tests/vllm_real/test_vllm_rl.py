@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from sync_check import assert_update_reached_vllm
 
 pytestmark = pytest.mark.vllm
 
@@ -32,20 +33,21 @@ def _greedy(policy, n: int = 12) -> tuple[list[int], list[float]]:
     return list(out.token_ids or []), list(out.logprobs or [])
 
 
-def _gap(a: list[float], b: list[float], k: int) -> float:
-    return sum(abs(x - y) for x, y in zip(a[:k], b[:k], strict=False)) / k
-
-
 @pytest.mark.timeout(1500)  # vLLM's EngineCore takes minutes to start on a loaded CPU
 def test_rollouts_through_vllm_and_weight_sync(vllm_ready: None, tmp_path: Path) -> None:
     from deepeyes_cli.policy.hf import TransformersPolicy
     from deepeyes_cli.recipe.loader import load_recipe
     from deepeyes_cli.train.rl.loop import Trainer
+    from deepeyes_cli.train.rl.rollout import make_rollout_engine
 
     trainer = Trainer(load_recipe("tiny", ARGS).recipe, tmp_path / "run")
     hf = TransformersPolicy(trainer.model, trainer.processor)
     trainer.model.eval()
-    before_ids, before_lp = _greedy(hf)
+    hf_before = _greedy(hf)
+    # the engine the first step would start, started first, to read its output before the update
+    trainer.rollout_engine = make_rollout_engine(trainer.recipe, trainer.model, trainer.processor, trainer.device,
+                                                 trainer.script)
+    v_before = _greedy(trainer.rollout_engine.policy)
     weight = trainer.model.lm_head.weight.detach().clone()
     trainer.model.train()
     res = trainer.train_step()  # rollouts through vLLM, one update (a large lr), then the sync
@@ -57,13 +59,9 @@ def test_rollouts_through_vllm_and_weight_sync(vllm_ready: None, tmp_path: Path)
     vllm = trainer.rollout_engine.policy
     trainer.model.eval()
     assert not torch.equal(weight, trainer.model.lm_head.weight)  # the update changed the model
-    hf_ids, hf_lp = _greedy(hf)
-    v_ids, v_lp = _greedy(vllm)
-    k = 4
-    assert v_ids[:k] == hf_ids[:k] and len(v_lp) >= k
-    moved = _gap(v_lp, before_lp, k) if v_ids[:k] == before_ids[:k] else float("inf")
-    # vLLM's output changed with the update and now matches the trainer's updated weights
-    assert _gap(v_lp, hf_lp, k) < 0.1 * moved, (v_lp[:k], hf_lp[:k], before_lp[:k])
+    # vLLM's output changed with the update as the trainer's did (the update here is weight decay
+    # alone: the random model never answers, so every advantage is 0)
+    assert_update_reached_vllm(hf_before, v_before, _greedy(hf), _greedy(vllm))
     dump = trainer.run_dir / "rollouts" / "step_000001.jsonl"
     assert dump.is_file()
     asyncio.run(vllm.aclose())
