@@ -146,7 +146,7 @@ def test_zero3_steps_beside_vllm_with_in_process_push(vllm_ready: None, tmp_path
     assert (eng.kind, eng.weight_sync, eng.push_kernel) == ("vllm", "push", "layerwise_reload")
     text = [n for n, _ in trainer.model.named_parameters() if not weight_sync.is_vision(n)]
     assert pushed == [len(text), len(text)]  # every trained tensor, each step, the vision tower left out
-    assert res[0].metrics["grpo/reward_std"] > 0 and res[0].metrics["actor/pg_loss"] != 0  # a real update
+    assert res[0].metrics["grpo/reward_std"] > 0 and res[0].metrics["actor/grad_norm"] > 0  # a real update
     for r in res:
         m = r.metrics
         assert m["actor/train_tokens"] > 0
@@ -205,7 +205,10 @@ def test_deepeyes_rl_on_two_ranks_each_with_its_engine(vllm_ready: None, tmp_pat
     assert out.stderr.count("Using external launcher") >= 2  # one engine in each rank's process
     rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [1, 2]
-    assert rows[0]["actor/pg_loss"] != 0 and all(r["actor/train_tokens"] > 0 for r in rows)
+    # a real update: a nonzero gradient. (Not pg_loss: on-policy its value is -sum(A_i len_i) / sum(len_i),
+    # exactly 0 when a group's answers are all the same length, as the warm start's often are; once in 3 runs.)
+    assert any(r["grpo/reward_std"] > 0 and r["actor/grad_norm"] > 0 for r in rows), rows
+    assert all(r["actor/train_tokens"] > 0 for r in rows)
     assert all(r["rollout/infra_error_rate"] == 0 and r["time/weight_sync_s"] > 0 for r in rows), rows
     assert rows[1]["rollout/logprob_gap"] < 0.05  # both ranks' engines rolled out on the pushed weights
     assert all("entropy" in r["alarms"] for r in rows)
