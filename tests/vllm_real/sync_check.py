@@ -6,6 +6,11 @@ logprobs as it moved the trainer's. Without the sync vLLM would not move at all.
 from __future__ import annotations
 
 
+def gap(a: list[float], b: list[float], k: int) -> float:
+    """Mean absolute difference of the first ``k`` logprobs."""
+    return sum(abs(x - y) for x, y in zip(a[:k], b[:k], strict=False)) / k
+
+
 def assert_update_reached_vllm(hf_before: tuple[list[int], list[float]], v_before: tuple[list[int], list[float]],
                                hf_after: tuple[list[int], list[float]], v_after: tuple[list[int], list[float]],
                                k: int = 4, min_move: float = 1e-3) -> None:
@@ -15,7 +20,7 @@ def assert_update_reached_vllm(hf_before: tuple[list[int], list[float]], v_befor
         return  # the update changed the greedy tokens, and vLLM's changed to the same ones
     d_hf = [a - b for a, b in zip(hf_after[1][:k], hf_before[1][:k], strict=True)]
     d_v = [a - b for a, b in zip(v_after[1][:k], v_before[1][:k], strict=True)]
-    moved = sum(abs(d) for d in d_hf) / k
+    moved = gap(hf_after[1], hf_before[1], k)
     assert moved > min_move, d_hf  # the update changed the model
-    off = sum(abs(a - b) for a, b in zip(d_v, d_hf, strict=True)) / k
+    off = gap(d_v, d_hf, k)
     assert off < 0.1 * moved, (d_v, d_hf)

@@ -38,16 +38,12 @@ def test_rollouts_through_vllm_and_weight_sync(vllm_ready: None, tmp_path: Path)
     from deepeyes_cli.policy.hf import TransformersPolicy
     from deepeyes_cli.recipe.loader import load_recipe
     from deepeyes_cli.train.rl.loop import Trainer
-    from deepeyes_cli.train.rl.rollout import make_rollout_engine
 
     trainer = Trainer(load_recipe("tiny", ARGS).recipe, tmp_path / "run")
     hf = TransformersPolicy(trainer.model, trainer.processor)
     trainer.model.eval()
     hf_before = _greedy(hf)
-    # the engine the first step would start, started first, to read its output before the update
-    trainer.rollout_engine = make_rollout_engine(trainer.recipe, trainer.model, trainer.processor, trainer.device,
-                                                 trainer.script)
-    v_before = _greedy(trainer.rollout_engine.policy)
+    v_before = _greedy(trainer.start_rollout_engine().policy)  # vLLM's output before the update
     weight = trainer.model.lm_head.weight.detach().clone()
     trainer.model.train()
     res = trainer.train_step()  # rollouts through vLLM, one update (a large lr), then the sync

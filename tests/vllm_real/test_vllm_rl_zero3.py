@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import torch
 from PIL import Image
-from sync_check import assert_update_reached_vllm
+from sync_check import assert_update_reached_vllm, gap
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow]
 
@@ -95,10 +95,6 @@ def _greedy(policy: Any, image: bool = False, n: int = 8) -> tuple[list[int], li
     return list(out.token_ids or []), list(out.logprobs or [])
 
 
-def _gap(a: list[float], b: list[float], k: int) -> float:
-    return sum(abs(x - y) for x, y in zip(a[:k], b[:k], strict=False)) / k
-
-
 def _hf_copy(trainer: Any) -> Any:
     """A plain transformers policy over the trainer's full (gathered) weights."""
     from deepeyes_cli.models.loading import load_model
@@ -118,7 +114,6 @@ def test_zero3_steps_beside_vllm_with_in_process_push(vllm_ready: None, tmp_path
     from deepeyes_cli.recipe.loader import load_recipe
     from deepeyes_cli.train.rl import weight_sync
     from deepeyes_cli.train.rl.loop import Trainer
-    from deepeyes_cli.train.rl.rollout import make_rollout_engine
 
     monkeypatch.setenv("DS_ACCELERATOR", "cpu")
     start = warm_start(tmp_path / "start")
@@ -127,10 +122,7 @@ def test_zero3_steps_beside_vllm_with_in_process_push(vllm_ready: None, tmp_path
     lm_head = trainer.model.lm_head.weight
     assert hasattr(lm_head, "ds_id") and lm_head.numel() == 0  # ZeRO-3 really partitioned it
     hf_before = _greedy(_hf_copy(trainer))
-    # the engine the first step would start, started first, to read its output before the updates
-    trainer.rollout_engine = make_rollout_engine(trainer.recipe, trainer.model, trainer.processor, trainer.device,
-                                                 trainer.script)
-    v_before = _greedy(trainer.rollout_engine.policy)
+    v_before = _greedy(trainer.start_rollout_engine().policy)  # vLLM's output before the updates
 
     pushed: list[int] = []
     real_push = weight_sync.push_in_process
@@ -163,7 +155,7 @@ def test_zero3_steps_beside_vllm_with_in_process_push(vllm_ready: None, tmp_path
     # the vision tower was not pushed, and the engine still sees images as the trainer does
     hv_ids, hv_lp = _greedy(after, image=True)
     vv_ids, vv_lp = _greedy(vllm, image=True)
-    assert vv_ids[:k] == hv_ids[:k] and _gap(vv_lp, hv_lp, k) < 0.05, (vv_lp[:k], hv_lp[:k])
+    assert vv_ids[:k] == hv_ids[:k] and gap(vv_lp, hv_lp, k) < 0.05, (vv_lp[:k], hv_lp[:k])
 
     rows = [json.loads(x) for x in (trainer.run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [1, 2]

@@ -125,19 +125,24 @@ class Trainer:
         per = self.rl.train_batch_size // self.world
         return [self.prompts[i] for i in ids[self.rank * per:(self.rank + 1) * per]]
 
+    def start_rollout_engine(self) -> Any:
+        """The rollout engine, started on first use (the first step's rollouts start it otherwise)."""
+        from deepeyes_cli.train.rl.rollout import make_rollout_engine
+
+        if not hasattr(self, "rollout_engine"):
+            self.rollout_engine = make_rollout_engine(self.recipe, self.model, self.processor, self.device, self.script)
+            if self.step > 0:  # resumed: the engine loaded rl.init_from, the trainer the checkpoint's weights
+                self.rollout_engine.sync(self.model)
+        return self.rollout_engine
+
     async def _rollouts(self, prompts: list[Any], n: int | None = None, temperature: float | None = None
                         ) -> tuple[list[Rollout], dict[str, float]]:
         from deepeyes_cli.agent.ask import build_runtime
         from deepeyes_cli.rewards.reward import RewardScorer, default_cache_path
         from deepeyes_cli.tools.registry import open_toolbox
-        from deepeyes_cli.train.rl.rollout import make_rollout_engine
 
         rl, recipe = self.rl, self.recipe
-        if not hasattr(self, "rollout_engine"):
-            self.rollout_engine = make_rollout_engine(recipe, self.model, self.processor, self.device, self.script)
-            if self.step > 0:  # resumed: the engine loaded rl.init_from, the trainer the checkpoint's weights
-                self.rollout_engine.sync(self.model)
-        eng = self.rollout_engine
+        eng = self.start_rollout_engine()
         temp = rl.temperature if temperature is None else temperature
         update: dict[str, Any] = {"temperature": temp, "top_p": rl.top_p if temp else 1.0, "seed": None}
         if "code" in recipe.agent.tools and recipe.sandbox.max_sessions < recipe.agent.concurrency:
